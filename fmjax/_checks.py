@@ -1,0 +1,121 @@
+"""Input checks shared by the public functions.
+
+Every check raises a ``ValueError`` whose message says what was received, what
+was expected and how to fix it. Checks run on the host, on concrete values; a
+check that would need a concrete value while tracing is skipped silently (the
+caller is then inside its own ``jit`` and owns its inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+  """True when ``x`` holds a value (not a tracer inside ``jit``/``vmap``)."""
+  return not isinstance(x, jax.core.Tracer)
+
+
+def tree_paths(tree: Any) -> list[str]:
+  """Readable '/'-joined key paths of the leaves of ``tree``, in leaf order."""
+  return [jax.tree_util.keystr(p, simple=True, separator="/")
+          for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def check_same_structure(tree: Any, reference: Any, *, name: str, reference_name: str,
+                         fix: str) -> None:
+  """Raises if ``tree`` and ``reference`` differ in structure or leaf shapes."""
+  t_def = jax.tree_util.tree_structure(tree)
+  r_def = jax.tree_util.tree_structure(reference)
+  if t_def != r_def:
+    got, want = set(tree_paths(tree)), set(tree_paths(reference))
+    missing, extra = sorted(want - got), sorted(got - want)
+    detail = []
+    if missing:
+      detail.append(f"missing leaves {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if extra:
+      detail.append(f"unexpected leaves {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    if not detail:
+      detail.append(f"tree structure {t_def} != {r_def}")
+    raise ValueError(
+        f"{name} does not have the structure of {reference_name}: {'; '.join(detail)}. {fix}")
+  for path, a, b in zip(tree_paths(tree), jax.tree_util.tree_leaves(tree),
+                        jax.tree_util.tree_leaves(reference), strict=True):
+    if np.shape(a) != np.shape(b):
+      raise ValueError(
+          f"{name} leaf '{path}' has shape {np.shape(a)}, but {reference_name} has "
+          f"{np.shape(b)} there. {fix}")
+
+
+def check_ratio(ratio: float, *, name: str = "ratio") -> float:
+  """Returns ``ratio`` as a float after checking 0 < ratio <= 1."""
+  try:
+    value = float(ratio)
+  except (TypeError, ValueError):
+    raise ValueError(f"{name} must be a number in (0, 1], got {ratio!r}.") from None
+  if not 0.0 < value <= 1.0 or not np.isfinite(value):
+    raise ValueError(
+        f"{name} must lie in (0, 1] (the fraction of parameters to mask), got {ratio!r}. "
+        "The paper uses 0.02 for CIFAR and 0.04 for MNIST and Tiny-ImageNet; "
+        "for 'no mask' skip masking instead of passing 0.")
+  return value
+
+
+def check_batch(batch: Any, *, num_classes: int | None = None) -> tuple[Any, Any]:
+  """Checks a ``{'image', 'label'}`` batch; returns ``(images, labels)``.
+
+  Args:
+    batch: a mapping with ``image`` [B, ...] and integer ``label`` [B].
+    num_classes: when given and the labels are concrete, labels must lie in
+      ``[0, num_classes)``.
+  """
+  if not isinstance(batch, Mapping):
+    raise ValueError(
+        f"batch must be a mapping with keys 'image' and 'label' (the TFDS convention), "
+        f"got {type(batch).__name__}. Pass e.g. {{'image': x, 'label': y}}.")
+  missing = [k for k in ("image", "label") if k not in batch]
+  if missing:
+    raise ValueError(
+        f"batch is missing {missing}; it has keys {sorted(batch)}. fisher_diag needs "
+        "'image' [B, H, W, C] and integer 'label' [B]; rename your keys "
+        "(e.g. {'image': x, 'label': y}).")
+  images, labels = batch["image"], batch["label"]
+  if np.ndim(labels) != 1:
+    raise ValueError(
+        f"batch['label'] must be a vector of class indices [B], got shape {np.shape(labels)}. "
+        "Pass integer labels, not one-hot vectors (use argmax(axis=-1) on one-hot labels).")
+  if np.ndim(images) < 2 or np.shape(images)[0] != np.shape(labels)[0]:
+    raise ValueError(
+        f"batch['image'] must have a leading batch axis matching batch['label']: got image "
+        f"shape {np.shape(images)} and label shape {np.shape(labels)}.")
+  if not np.issubdtype(np.asarray(labels).dtype if is_concrete(labels) else labels.dtype,
+                       np.integer):
+    raise ValueError(
+        f"batch['label'] must hold integer class indices, got dtype {labels.dtype}. "
+        "Cast with labels.astype(int).")
+  if num_classes is not None and is_concrete(labels) and np.size(labels):
+    lab = np.asarray(labels)
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0 or hi >= num_classes:
+      raise ValueError(
+          f"batch['label'] has values in [{lo}, {hi}], but the model outputs {num_classes} "
+          f"classes, so labels must lie in [0, {num_classes - 1}]. Check the dataset's "
+          "label mapping or the model's num_classes.")
+  return images, labels
+
+
+def check_finite_tree(tree: Any, *, name: str, fix: str) -> None:
+  """Raises if any leaf of ``tree`` holds NaN or Inf (concrete trees only)."""
+  leaves = jax.tree_util.tree_leaves(tree)
+  if not leaves or not all(is_concrete(x) for x in leaves):
+    return
+  finite = jax.device_get([jax.numpy.isfinite(x).all() for x in leaves])
+  bad = [p for p, ok in zip(tree_paths(tree), finite, strict=True) if not ok]
+  if bad:
+    raise ValueError(
+        f"{name} has non-finite values (NaN or Inf) in {len(bad)} leaves, e.g. "
+        f"{bad[:5]}. {fix}")

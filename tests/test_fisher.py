@@ -1,0 +1,251 @@
+"""fisher_diag against brute force: Python loops, explicit Fisher matrices."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import (
+    CustomParam,
+    SharedDense,
+    TinyCNN,
+    TinyMLP,
+    init_with_stats,
+    loop_fisher,
+    rel_error,
+)
+from jax.flatten_util import ravel_pytree
+
+import fmjax
+from fmjax.models import resnet20
+
+
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+@pytest.mark.parametrize("setup", ["mlp_setup", "cnn_setup"])
+def test_matches_float64_loop(setup, path, request):
+  model, params, state, x, y = request.getfixturevalue(setup)
+  fisher_diag = fmjax.make_fisher_diag(model, state, path=path)
+  got = fisher_diag(params, {"image": x, "label": y})
+  want = loop_fisher(model, params, state, x, y)
+  chex.assert_trees_all_equal_shapes(got, params)
+  chex.assert_trees_all_equal_dtypes(got, params)
+  assert rel_error(got, want) < 1e-5
+  # Per leaf too, so that a small leaf cannot hide behind a large one.
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-7 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_exact_in_float64(cnn_setup, path):
+  """With float64 params the paths equal the loop to rounding (algorithm, not precision)."""
+  model, params, state, x, y = cnn_setup
+  want = loop_fisher(model, params, state, x, y)
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), params)
+    s64 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), state)
+    got = fmjax.make_fisher_diag(model, s64, path=path)(
+        p64, {"image": jnp.asarray(np.asarray(x), jnp.float64), "label": y})
+    chex.assert_trees_all_equal_dtypes(got, p64)
+  assert rel_error(got, want) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+def test_equals_diagonal_of_explicit_fisher_matrix(kind):
+  """diag((1/N) sum_n J_n^T J_n) with J from jax.jacobian of the flat params."""
+  model = TinyMLP(num_classes=3)
+  x = jax.random.normal(jax.random.key(5), (6, 4))
+  y = jax.random.randint(jax.random.key(6), (6,), 0, 3)
+  params, _ = init_with_stats(model, x)
+  flat, unravel = ravel_pytree(params)
+
+  def log_probs(theta):  # [N, K]
+    return jax.nn.log_softmax(model.apply({"params": unravel(theta)}, x))
+
+  jac = jax.jacobian(log_probs)(flat)            # [N, K, P]
+  probs = jnp.exp(log_probs(flat))               # [N, K]
+  if kind == "empirical":
+    j = jac[jnp.arange(6), y]                    # [N, P]
+    matrix = j.T @ j / 6
+  else:
+    matrix = jnp.einsum("nk,nkp,nkq->pq", probs, jac, jac) / 6
+  want = unravel(jnp.diag(matrix))
+  for path in ("per_layer", "vmap"):
+    got = fmjax.make_fisher_diag(model, kind=kind, path=path)(params, {"image": x, "label": y})
+    assert rel_error(got, want) < 1e-5, path
+
+
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_true_fisher_matches_loop_over_classes(cnn_setup, path):
+  model, params, state, x, y = cnn_setup
+  got = fmjax.make_fisher_diag(model, state, kind="true", path=path)(
+      params, {"image": x, "label": y})
+  want = loop_fisher(model, params, state, x, y, kind="true")
+  assert rel_error(got, want) < 1e-5
+  empirical = fmjax.make_fisher_diag(model, state)(params, {"image": x, "label": y})
+  assert rel_error(empirical, want) > 1e-2  # the option really changes the quantity
+
+
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_chunk_sizes_agree(cnn_setup, path):
+  model, params, state, x, y = cnn_setup   # 7 examples: chunks of 3 leave a ragged one
+  batch = {"image": x, "label": y}
+  results = [fmjax.make_fisher_diag(model, state, chunk_size=c, path=path)(params, batch)
+             for c in (1, 3, 7)]
+  for r in results[1:]:
+    chex.assert_trees_all_close(r, results[0], rtol=1e-5, atol=1e-8)
+
+
+def test_dataset_mean_is_exact_with_ragged_batches(cnn_setup):
+  model, params, state, x, y = cnn_setup
+  fisher_diag = fmjax.make_fisher_diag(model, state)
+  batches = [{"image": x[i:i + 3], "label": y[i:i + 3]} for i in range(0, 7, 3)]  # 3, 3, 1
+  estimate = fmjax.accumulate_fisher_diag(fisher_diag, params, batches)
+  assert int(estimate.count) == 7
+  chex.assert_trees_all_close(estimate.mean(), loop_fisher(model, params, state, x, y),
+                              rtol=2e-5, atol=1e-9)
+  whole = fisher_diag.sum(params, {"image": x, "label": y})
+  chex.assert_trees_all_close(estimate.total, whole.total, rtol=1e-5, atol=1e-8)
+  assert fisher_diag.kernel._cache_size() == 2  # blocks of 3 (padded ragged one) and of 7
+
+
+def test_no_retrace_on_second_call(cnn_setup):
+  model, params, state, x, y = cnn_setup
+  fisher_diag = fmjax.make_fisher_diag(model, state, chunk_size=4)
+  batch = {"image": x, "label": y}
+  first = fisher_diag(params, batch)
+  assert fisher_diag.kernel._cache_size() == 1
+  moved = jax.tree.map(lambda p: p * 1.01, params)
+  second = fisher_diag(moved, batch)
+  assert fisher_diag.kernel._cache_size() == 1
+  assert rel_error(second, first) > 1e-4
+
+
+def test_weights_drop_examples(cnn_setup):
+  model, params, state, x, y = cnn_setup
+  fisher_diag = fmjax.make_fisher_diag(model, state)
+  w = jnp.array([1, 1, 0, 1, 0, 0, 1], jnp.float32)
+  est = fisher_diag.sum(params, {"image": x, "label": y}, w)
+  keep = np.flatnonzero(np.asarray(w))
+  want = loop_fisher(model, params, state, x[keep], y[keep])
+  assert float(est.count) == 4
+  assert rel_error(est.mean(), want) < 1e-5
+
+
+def test_low_precision_params_accumulate_in_float32(mlp_setup):
+  model, params, state, x, y = mlp_setup
+  bf16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+  got = fmjax.make_fisher_diag(model)(bf16, {"image": x.astype(jnp.bfloat16), "label": y})
+  for leaf in jax.tree.leaves(got):
+    assert leaf.dtype == jnp.float32
+  want = loop_fisher(model, bf16, state, x.astype(jnp.bfloat16), y)
+  assert rel_error(got, want) < 5e-2  # bf16 forward pass; float32 squares and sums
+
+
+def test_resnet20_per_layer_equals_vmap():
+  model = resnet20(num_classes=5)
+  x = jax.random.normal(jax.random.key(7), (4, 8, 8, 3))
+  y = jnp.array([0, 4, 2, 2])
+  params, state = init_with_stats(model, x)
+  fast = fmjax.make_fisher_diag(model, state)
+  assert fast.describe(params, {"image": x, "label": y}) == fmjax.PathInfo("per_layer", None)
+  ref = fmjax.make_fisher_diag(model, state, path="vmap")
+  for kind in ("empirical", "true"):
+    fast = fmjax.make_fisher_diag(model, state, kind=kind)
+    ref = fmjax.make_fisher_diag(model, state, kind=kind, path="vmap")
+    batch = {"image": x, "label": y}
+    assert rel_error(fast(params, batch), ref(params, batch)) < 1e-5
+
+
+@pytest.mark.parametrize("model, why", [(SharedDense(), "more than once"),
+                                        (CustomParam(), "temperature")])
+def test_auto_falls_back_to_vmap_and_says_why(model, why):
+  x = jax.random.normal(jax.random.key(8), (5, 3))
+  y = jnp.array([0, 1, 2, 0, 1])
+  params, state = init_with_stats(model, x)
+  batch = {"image": x, "label": y}
+  fisher_diag = fmjax.make_fisher_diag(model, state)
+  info = fisher_diag.describe(params, batch)
+  assert info.path == "vmap" and why in info.reason
+  assert rel_error(fisher_diag(params, batch), loop_fisher(model, params, state, x, y)) < 1e-5
+  with pytest.raises(ValueError, match="does not apply"):
+    fmjax.make_fisher_diag(model, state, path="per_layer")(params, batch)
+
+
+def test_plain_logits_function():
+  model = TinyMLP()
+  x = jax.random.normal(jax.random.key(9), (5, 4))
+  y = jnp.array([0, 1, 2, 0, 1])
+  params, _ = init_with_stats(model, x)
+  fn = fmjax.make_fisher_diag(lambda p, imgs: model.apply({"params": p}, imgs))
+  assert fn.describe(params, {"image": x, "label": y}).path == "vmap"
+  assert rel_error(fn(params, {"image": x, "label": y}),
+                   loop_fisher(model, params, {}, x, y)) < 1e-5
+
+
+def test_training_mode_batchnorm_is_refused(cnn_setup):
+  model, params, state, x, y = cnn_setup
+  fn = fmjax.make_fisher_diag(model, state, apply_kwargs={"train": True}, path="per_layer")
+  with pytest.raises(ValueError, match="inference mode.*train.: False"):
+    fn(params, {"image": x, "label": y})
+
+
+class TestBadInput:
+
+  def test_batch_without_label(self, cnn_setup):
+    model, params, state, x, _ = cnn_setup
+    with pytest.raises(ValueError, match=r"missing \['label'\].*rename"):
+      fmjax.make_fisher_diag(model, state)(params, {"image": x})
+
+  def test_batch_not_a_mapping(self, cnn_setup):
+    model, params, state, x, y = cnn_setup
+    with pytest.raises(ValueError, match="must be a mapping"):
+      fmjax.make_fisher_diag(model, state)(params, (x, y))
+
+  def test_labels_out_of_range(self, cnn_setup):
+    model, params, state, x, y = cnn_setup
+    with pytest.raises(ValueError, match=r"values in \[0, 4\].*outputs 4 classes"):
+      fmjax.make_fisher_diag(model, state)(params, {"image": x, "label": y.at[0].set(4)})
+
+  def test_one_hot_labels(self, cnn_setup):
+    model, params, state, x, y = cnn_setup
+    with pytest.raises(ValueError, match="not one-hot"):
+      fmjax.make_fisher_diag(model, state)(params, {"image": x,
+                                                    "label": jax.nn.one_hot(y, 4)})
+
+  def test_mismatched_batch_sizes(self, cnn_setup):
+    model, params, state, x, y = cnn_setup
+    with pytest.raises(ValueError, match="leading batch axis"):
+      fmjax.make_fisher_diag(model, state)(params, {"image": x[:3], "label": y})
+
+  def test_non_finite_fisher(self, cnn_setup):
+    model, params, state, x, y = cnn_setup
+    broken = jax.tree.map(lambda p: p.at[(0,) * p.ndim].set(jnp.nan), params)
+    with pytest.raises(ValueError, match="non-finite.*NaN"):
+      fmjax.make_fisher_diag(model, state)(broken, {"image": x, "label": y})
+
+  @pytest.mark.parametrize("kwargs, match", [({"kind": "fisher"}, "kind must be one of"),
+                                             ({"path": "fast"}, "path must be one of"),
+                                             ({"chunk_size": 0}, "positive integer")])
+  def test_bad_options(self, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+      fmjax.make_fisher_diag(TinyMLP(), **kwargs)
+
+  def test_params_passed_as_state(self, mlp_setup):
+    model, params, _, _, _ = mlp_setup
+    with pytest.raises(ValueError, match="non-parameter collections"):
+      fmjax.make_fisher_diag(model, {"params": params})
+
+  def test_empty_dataset(self, mlp_setup):
+    model, params, state, x, y = mlp_setup
+    with pytest.raises(ValueError, match="no examples"):
+      fmjax.accumulate_fisher_diag(fmjax.make_fisher_diag(model), params,
+                                   [{"image": x[:0], "label": y[:0]}])
+
+
+def test_tiny_cnn_uses_per_layer(cnn_setup):
+  model, params, state, x, y = cnn_setup
+  assert isinstance(model, TinyCNN)
+  info = fmjax.make_fisher_diag(model, state).describe(params, {"image": x, "label": y})
+  assert info == fmjax.PathInfo("per_layer", None)
