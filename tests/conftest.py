@@ -69,7 +69,8 @@ def init_with_stats(model, x, key=0):
     stats = variables["batch_stats"]
     leaves, treedef = jax.tree_util.tree_flatten(stats)
     keys = jax.random.split(k1, len(leaves))
-    leaves = [leaf + 0.5 * jax.random.uniform(k, leaf.shape) for k, leaf in zip(keys, leaves)]
+    leaves = [leaf + 0.5 * jax.random.uniform(k, leaf.shape)
+              for k, leaf in zip(keys, leaves, strict=True)]
     variables["batch_stats"] = jax.tree_util.tree_unflatten(treedef, leaves)
     # BatchNorm scales away from 1 so that their gradients matter.
     params = jax.tree_util.tree_map_with_path(
@@ -93,17 +94,19 @@ def loop_fisher(model, params, state, images, labels, *, kind="empirical"):
       logits = model.apply({"params": p, **s64}, x[None], train=False)[0]
       return jax.nn.log_softmax(logits)
 
+    def square_add(total, grads, weight=1.0):
+      return jax.tree.map(lambda t, g: t + weight * g ** 2, total, grads)
+
     total = jax.tree.map(jnp.zeros_like, p64)
     for n in range(x64.shape[0]):
       x = jnp.asarray(x64[n])
+      log_p = lambda p, x=x: log_probs(p, x)
       if kind == "empirical":
-        g = jax.grad(lambda p: log_probs(p, x)[int(labels[n])])(p64)
-        total = jax.tree.map(lambda t, gi: t + gi ** 2, total, g)
+        total = square_add(total, jax.grad(lambda p, lp=log_p, y=int(labels[n]): lp(p)[y])(p64))
       else:
-        probs = np.exp(np.asarray(log_probs(p64, x)))
+        probs = np.exp(np.asarray(log_p(p64)))
         for c in range(probs.shape[0]):
-          g = jax.grad(lambda p, c=c: log_probs(p, x)[c])(p64)
-          total = jax.tree.map(lambda t, gi, c=c: t + probs[c] * gi ** 2, total, g)
+          total = square_add(total, jax.grad(lambda p, lp=log_p, c=c: lp(p)[c])(p64), probs[c])
     return jax.tree.map(lambda t: np.asarray(t) / x64.shape[0], total)
 
 

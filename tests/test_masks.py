@@ -51,7 +51,8 @@ def test_apply_zeroes_exactly_the_selected_entries():
   params = jax.tree.map(lambda p: p + 1.0, _params())  # no zero to start with
   mask = fmjax.random_mask(jax.random.key(1), params, 0.3)
   masked = fmjax.apply_mask(params, mask)
-  for p, m, q in zip(jax.tree.leaves(params), jax.tree.leaves(mask), jax.tree.leaves(masked)):
+  for p, m, q in zip(jax.tree.leaves(params), jax.tree.leaves(mask), jax.tree.leaves(masked),
+                     strict=True):
     np.testing.assert_array_equal(q[m], 0.0)
     np.testing.assert_array_equal(q[~m], p[~m])
     assert q.dtype == p.dtype
@@ -97,7 +98,8 @@ def test_random_mask_count_and_key():
   c = fmjax.random_mask(jax.random.key(4), params, 0.25)
   assert _count(a) == round(0.25 * 38)
   chex.assert_trees_all_equal(a, b)
-  assert any(bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+  assert any(bool(jnp.any(x != y))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True))
 
 
 def test_random_mask_is_uniform():

@@ -199,6 +199,11 @@ class FisherDiagFn:
     Returns:
       ``FisherEstimate(total, count)`` with ``total`` shaped like ``params``.
     """
+    return self._sum(params, batch, weights, check_finite=self.check_finite)
+
+  def _sum(self, params: Any, batch: Mapping, weights: Any, *, check_finite: bool
+           ) -> FisherEstimate:
+    """``sum`` with the finiteness check chosen by the caller."""
     images, labels = _checks.check_batch(batch)
     if not jax.tree_util.tree_leaves(params):
       raise ValueError("params is empty: pass the model's parameter pytree "
@@ -216,12 +221,17 @@ class FisherDiagFn:
       block = [_pad_to(jnp.asarray(a[i:i + size]), size) for a in (images, labels, weights)]
       part = self.kernel(params, self.state, *block)
       total = part if total is None else jax.tree.map(jnp.add, total, part)
-    if self.check_finite:
-      _checks.check_finite_tree(
-          total, name="the Fisher diagonal",
-          fix="Check params and inputs for NaN/Inf (a diverged model gives them); with "
-              "low-precision params, squares can overflow: keep params in float32.")
+    if check_finite:
+      self.check_result(total)
     return FisherEstimate(total, jnp.sum(weights))
+
+  @staticmethod
+  def check_result(total: Any) -> None:
+    """Raises a ValueError when a Fisher sum holds NaN or Inf."""
+    _checks.check_finite_tree(
+        total, name="the Fisher diagonal",
+        fix="Check params and inputs for NaN/Inf (a diverged model gives them); with "
+            "low-precision params, squares can overflow: keep params in float32.")
 
   def __call__(self, params: Any, batch: Mapping) -> Any:
     """Diagonal empirical (or true) Fisher: the MEAN over the batch's examples.
@@ -301,11 +311,14 @@ def accumulate_fisher_diag(fisher_diag: FisherDiagFn, params: Any, batches: Iter
       padded = {"image": _pad_to(jnp.asarray(images), size),
                 "label": _pad_to(jnp.asarray(labels), size)}
       weights = (jnp.arange(size) < b).astype(jnp.float32)
-      part = fisher_diag.sum(params, padded, weights)
     else:
-      part = fisher_diag.sum(params, batch)
+      padded, weights = batch, None
+    # No per-batch finiteness check: it would wait for each batch's result.
+    part = fisher_diag._sum(params, padded, weights, check_finite=False)
     total = part.total if total is None else jax.tree.map(jnp.add, total, part.total)
     count += b
+  if total is not None and fisher_diag.check_finite:
+    fisher_diag.check_result(total)
   if total is None:
     raise ValueError("batches yielded no examples: the Fisher of an empty set is undefined. "
                      "Check the split (e.g. a forget class with no examples).")
