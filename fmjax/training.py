@@ -1,19 +1,30 @@
-"""Supervised training of the original model: one jitted SGD step.
+"""Training of the original model, resumable, with the paper's settings.
 
 The optimiser is the paper's: SGD with momentum 0.9 and weight decay added to
 the gradient before momentum (PyTorch's ``SGD(weight_decay=...)``), driven by
-an optax schedule (:mod:`fmjax.schedules`).
+an optax schedule (:mod:`fmjax.schedules`). :func:`train` runs a whole
+training in a work directory (:mod:`fmjax.checkpoints`); killed at any point
+and started again with the same command, it resumes after the last completed
+epoch and ends with the same parameters as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from fmjax import checkpoints, data, evaluation, schedules
+from fmjax.models import get_model
 
 
 class TrainState(NamedTuple):
@@ -58,17 +69,222 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation
   ``batch`` is ``{'image': float [B, H, W, C], 'label': int [B]}``.
   """
 
-  def step(state: TrainState, batch: Mapping) -> tuple[TrainState, dict]:
-    def loss_fn(params):
-      logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
-                                    train=True, mutable=list(state.model_state))
-      return cross_entropy(logits, batch["label"]), (logits, updates)
+  return jax.jit(lambda state, batch: train_step(model, optimizer, state, batch))
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, deltas)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-    return TrainState(params, {**state.model_state, **updates}, opt_state), {
-        "loss": loss, "accuracy": accuracy}
+
+def train_step(model: nn.Module, optimizer: optax.GradientTransformation, state: TrainState,
+               batch: Mapping) -> tuple[TrainState, dict]:
+  """One SGD step (pure; jit it with the model and optimiser bound)."""
+  def loss_fn(params):
+    logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
+                                  train=True, mutable=list(state.model_state))
+    return cross_entropy(logits, batch["label"]), (logits, updates)
+
+  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, deltas)
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+  return TrainState(params, {**state.model_state, **updates}, opt_state), {
+      "loss": loss, "accuracy": accuracy}
+
+
+# ---------------------------------------------------------------------------
+# A whole training run in a work directory.
+
+MNIST_LIKE = ("mnist", "fashion_mnist", "digits")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Settings of one training run (everything that changes its result).
+
+  Defaults come from :func:`default_config`: the paper's settings per dataset.
+  """
+  dataset: str
+  model: str
+  epochs: int
+  batch_size: int
+  lr: float
+  decay_epochs: tuple[float, ...]
+  decay_factor: float = 0.1
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+  augment: bool = False
+  seed: int = 0
+  train_limit: int | None = None  # first K training examples only (smoke runs)
+
+  @property
+  def schedule(self) -> schedules.StepSchedule:
+    return schedules.StepSchedule(self.lr, self.epochs, tuple(self.decay_epochs),
+                                  self.decay_factor)
+
+
+def default_config(dataset: str, model: str, **overrides: Any) -> TrainConfig:
+  """The paper's training settings for ``dataset``, with ``overrides`` (None = default).
+
+  * CIFAR-10/100 and Tiny-ImageNet: 160 epochs, lr 0.1, x0.1 after epochs 80
+    and 120, batch 128 (Tiny-ImageNet: 32, as the paper's code; its warm-up
+    is not reproduced).
+  * MNIST-like data (mnist, fashion_mnist, digits): 30 epochs at a constant
+    lr of 0.01. The paper's text says 0.01 and its code 0.1; the text is the
+    specification we reproduce, and the compressed fine-tuning schedule then
+    replays that same constant 0.01.
+  * SGD momentum 0.9, weight decay 1e-4, no augmentation (the code's default).
+  """
+  if dataset not in data.DATASETS:
+    raise ValueError(f"unknown dataset {dataset!r}; valid names: {sorted(data.DATASETS)}.")
+  get_model(model, 2)  # validates the model name
+  if dataset in MNIST_LIKE:
+    base = {"epochs": 30, "lr": 0.01, "decay_epochs": (), "batch_size": 128}
+  else:
+    base = {"epochs": 160, "lr": 0.1, "decay_epochs": (80, 120),
+            "batch_size": 32 if dataset == "tiny_imagenet" else 128}
+  values = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+  if "decay_epochs" in overrides and overrides["decay_epochs"] is not None:
+    values["decay_epochs"] = tuple(overrides["decay_epochs"])
+  elif "epochs" in overrides and overrides["epochs"] is not None and base["decay_epochs"]:
+    # Fewer (or more) epochs: keep the decays at the same fractions (1/2 and 3/4).
+    values["decay_epochs"] = tuple(d / base["epochs"] * values["epochs"]
+                                   for d in base["decay_epochs"])
+  unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+  if unknown:
+    raise ValueError(f"unknown training settings {sorted(unknown)}.")
+  config = TrainConfig(dataset=dataset, model=model, **values)
+  config.schedule  # noqa: B018 -- validates epochs, lr and decays
+  if config.batch_size < 1:
+    raise ValueError(f"batch_size must be positive, got {config.batch_size}.")
+  return config
+
+
+class TrainResult(NamedTuple):
+  state: TrainState
+  metrics: list[dict]
+  dataset: data.Dataset
+
+
+def make_epoch_step(model: nn.Module, optimizer: optax.GradientTransformation, mean: Any,
+                    std: Any, augment: bool) -> Callable:
+  """Jitted ``step(state, images_u8, labels, idx [b], key)``: gather, augment and
+  normalise on device, then :func:`train_step`."""
+  mean, std = jnp.asarray(mean), jnp.asarray(std)
+
+  def step(state, images, labels, idx, key):
+    x = images[idx]
+    if augment:
+      x = data.augment(key, x)
+    batch = {"image": data.normalize(x, mean, std), "label": labels[idx]}
+    return train_step(model, optimizer, state, batch)
 
   return jax.jit(step)
+
+
+def _progress(total: int, desc: str, enabled: bool | None):
+  from tqdm.auto import tqdm
+  disable = (not sys.stderr.isatty()) if enabled is None else not enabled
+  return tqdm(total=total, desc=desc, unit="step", disable=disable, leave=False)
+
+
+def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
+          progress: bool | None = None, dataset: data.Dataset | None = None,
+          stop_after_epoch: int | None = None) -> TrainResult:
+  """Trains ``config`` in ``workdir``, resuming after the last completed epoch.
+
+  Args:
+    config: the run's settings.
+    workdir: work directory (created; a different config there is refused).
+    data_dir: where datasets live (see :func:`fmjax.data.load_dataset`).
+    progress: progress bar; None shows it only on a terminal.
+    dataset: an already loaded dataset (else loaded by name).
+    stop_after_epoch: stop after this epoch (for tests of interruption).
+
+  Returns:
+    The final (or stopped) state, all per-epoch metrics, and the dataset.
+  """
+  workdir = checkpoints.claim_workdir(workdir, dataclasses.asdict(config))
+  ds = dataset or data.load_dataset(config.dataset, data_dir)
+  train_x, train_y = ds.train_images, ds.train_labels
+  if config.train_limit:
+    train_x, train_y = train_x[:config.train_limit], train_y[:config.train_limit]
+  n = len(train_y)
+  steps_per_epoch = math.ceil(n / config.batch_size)
+  model = get_model(config.model, ds.num_classes)
+  lr = schedules.step_schedule(config.schedule, steps_per_epoch)
+  optimizer = sgd(lr, momentum=config.momentum, weight_decay=config.weight_decay)
+  key = jax.random.key(config.seed)
+  init_key, aug_key = jax.random.split(key)
+  state = init_train_state(model, optimizer, init_key, (1,) + ds.image_shape)
+
+  ckpt = checkpoints.Checkpoints(workdir)
+  restored = ckpt.restore_latest({"state": state})
+  start_epoch = 0
+  if restored is not None:
+    start_epoch, tree = restored
+    state = TrainState(*tree["state"])
+  metrics = [m for m in checkpoints.read_metrics(workdir) if m["epoch"] <= start_epoch]
+  checkpoints.write_metrics(workdir, metrics)
+
+  step = make_epoch_step(model, optimizer, ds.mean, ds.std, config.augment)
+  predict = evaluation.make_predict_fn(model, ds.mean, ds.std)
+  images_dev, labels_dev = jnp.asarray(train_x), jnp.asarray(train_y)
+  last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs,
+                                                                   stop_after_epoch)
+  for epoch in range(start_epoch + 1, last_epoch + 1):
+    order = np.random.default_rng([config.seed, epoch]).permutation(n)
+    bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
+    start = time.perf_counter()
+    sums = {"loss": 0.0, "accuracy": 0.0}
+    for i in range(steps_per_epoch):
+      idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+      step_key = jax.random.fold_in(aug_key, (epoch - 1) * steps_per_epoch + i)
+      state, m = step(state, images_dev, labels_dev, idx, step_key)
+      sums = {k: sums[k] + m[k] * len(idx) for k in sums}
+      bar.update(1)
+      if not bar.disable and (i % 20 == 0 or i == steps_per_epoch - 1):
+        done = (i + 1) * config.batch_size
+        bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}",
+                        ex_s=f"{min(done, n) / (time.perf_counter() - start):.0f}")
+    sums = {k: float(v) / n for k, v in sums.items()}
+    seconds = time.perf_counter() - start
+    bar.close()
+    logits = evaluation.predict_all(predict, state.params, state.model_state, ds.test_images)
+    report = evaluation.accuracy_report(logits, ds.test_labels, ds.num_classes)
+    record = {"epoch": epoch, "train_loss": sums["loss"], "train_accuracy": sums["accuracy"],
+              "test_accuracy": report["accuracy"],
+              "test_per_class_accuracy": report["per_class_accuracy"],
+              "lr": float(lr(epoch * steps_per_epoch - 1)), "seconds": seconds,
+              "examples_per_s": n / seconds}
+    ckpt.save(epoch, {"state": state})
+    checkpoints.append_metrics(workdir, record)
+    metrics.append(record)
+    if progress is not False:
+      print(f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
+            f"train acc {record['train_accuracy']:.4f}  test acc {record['test_accuracy']:.4f}"
+            f"  {record['examples_per_s']:.0f} ex/s", file=sys.stderr, flush=True)
+  ckpt.close()
+  return TrainResult(state, metrics, ds)
+
+
+def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dataset | None = None
+                 ) -> tuple[TrainConfig, nn.Module, TrainState, data.Dataset]:
+  """The config, model, last checkpointed state and dataset of a training run."""
+  import json
+  import pathlib
+
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train one "
+                            "with `python -m fmjax train --workdir ...`.")
+  raw = json.loads(path.read_text())
+  raw["decay_epochs"] = tuple(raw["decay_epochs"])
+  config = TrainConfig(**raw)
+  ds = dataset or data.load_dataset(config.dataset, data_dir)
+  model = get_model(config.model, ds.num_classes)
+  steps = math.ceil(min(len(ds.train_labels), config.train_limit or 10**12) / config.batch_size)
+  optimizer = sgd(schedules.step_schedule(config.schedule, steps), momentum=config.momentum,
+                  weight_decay=config.weight_decay)
+  like = init_train_state(model, optimizer, jax.random.key(0), (1,) + ds.image_shape)
+  restored = checkpoints.Checkpoints(workdir).restore_latest({"state": like})
+  if restored is None:
+    raise FileNotFoundError(f"{workdir} has no readable checkpoint; run the training command "
+                            "again to resume it.")
+  return config, model, TrainState(*restored[1]["state"]), ds

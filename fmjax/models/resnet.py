@@ -23,13 +23,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-# PyTorch's kaiming_normal_ (fan_in, gain sqrt(2)), as in the reference CIFAR ResNets.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-
-
-def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
-  """BatchNorm with PyTorch's defaults (momentum 0.1, eps 1e-5)."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+from fmjax.models._layers import batch_norm, conv_init
 
 
 class BasicBlock(nn.Module):
@@ -83,3 +77,8 @@ class CifarResNet(nn.Module):
 def resnet20(num_classes: int = 10) -> CifarResNet:
   """ResNet20 (6*3+2 layers, 0.27M parameters for 10 classes)."""
   return CifarResNet(num_classes=num_classes, blocks_per_stage=3)
+
+
+def resnet50(num_classes: int = 10) -> CifarResNet:
+  """The paper's "ResNet50": the CIFAR ResNet with n=8 (6*8+2 = 50 layers)."""
+  return CifarResNet(num_classes=num_classes, blocks_per_stage=8)

@@ -1,0 +1,106 @@
+"""Resumable work directories: a config file, orbax checkpoints, a metrics log.
+
+A work directory holds:
+
+* ``config.json`` -- the run's settings; a rerun with different settings is
+  refused (so two runs never mix in one directory);
+* ``checkpoints/<epoch>/`` -- orbax checkpoints after each completed epoch;
+* ``metrics.jsonl`` -- one JSON object per epoch, read by reports and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(config: Mapping) -> dict:
+  return json.loads(json.dumps(dict(config), default=list))
+
+
+def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
+                  ignore: tuple[str, ...] = ()) -> pathlib.Path:
+  """Creates ``workdir`` with ``config.json``, or checks that it holds the same run.
+
+  Keys in ``ignore`` (e.g. a data directory) may differ between runs.
+
+  Raises:
+    ValueError: the directory holds a run with different settings.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  path = workdir / "config.json"
+  config = _jsonable(config)
+  if path.exists():
+    old = json.loads(path.read_text())
+    diff = {k: (old.get(k), config.get(k)) for k in sorted(set(old) | set(config))
+            if k not in ignore and old.get(k) != config.get(k)}
+    if diff:
+      detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+      raise ValueError(f"{workdir} holds a run with a different config ({detail}). Use another "
+                       f"--workdir, or delete {workdir} to start fresh.")
+  else:
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+  return workdir
+
+
+class Checkpoints:
+  """Orbax checkpoints of a pytree, one per completed epoch, in ``workdir/checkpoints``."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, max_to_keep: int = 2):
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=False)
+    self.manager = ocp.CheckpointManager(pathlib.Path(workdir).resolve() / "checkpoints",
+                                         options=options)
+
+  def save(self, epoch: int, tree: Any) -> None:
+    self.manager.save(epoch, args=ocp.args.StandardSave(tree))
+    self.manager.wait_until_finished()
+
+  def restore_latest(self, like: Any) -> tuple[int, Any] | None:
+    """The newest readable checkpoint as ``(epoch, tree)``, or None.
+
+    A corrupt or partial checkpoint is skipped with a warning and the one
+    before it is used.
+    """
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    for epoch in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+        return epoch, tree
+      except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint: try the previous
+        log.warning("checkpoint of epoch %d is unreadable (%s: %s); falling back to the "
+                    "previous one", epoch, type(e).__name__, e)
+        print(f"warning: checkpoint of epoch {epoch} is unreadable ({type(e).__name__}); "
+              "falling back to the previous one")
+    return None
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_metrics(workdir: str | pathlib.Path, records: list[dict]) -> None:
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+  tmp.replace(path)
+
+
+def append_metrics(workdir: str | pathlib.Path, record: dict) -> None:
+  with open(pathlib.Path(workdir) / "metrics.jsonl", "a") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")

@@ -1,0 +1,224 @@
+"""Datasets by name, from local files or a prepared tensorflow-datasets copy."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmjax.data import _readers
+
+DATA_DIR_ENV = "FMJAX_DATA_DIR"
+DEFAULT_DATA_DIR = pathlib.Path("~/fmjax_data")
+FASHION_MNIST_SYSTEM_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+  """How a dataset is found. ``tfds_name`` None: not in tensorflow-datasets."""
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  tfds_name: str | None
+  local_hint: str
+  augment: bool  # the standard crop+flip augmentation applies (natural images)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), "cifar10",
+                           "cifar-10-batches-bin/, cifar-10-batches-py/ or "
+                           "cifar-10-python.tar.gz", True),
+    "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), "cifar100",
+                            "cifar-100-binary/, cifar-100-python/ or cifar-100-python.tar.gz",
+                            True),
+    "mnist": DatasetInfo("mnist", 10, (28, 28, 1), "mnist",
+                         "mnist/ holding the four *-ubyte.gz IDX files", False),
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), "fashion_mnist",
+                                 "fashion_mnist/ holding the four *-ubyte.gz IDX files", False),
+    "tiny_imagenet": DatasetInfo("tiny_imagenet", 200, (64, 64, 3), None,
+                                 "tiny-imagenet-200/ (the standard folder)", True),
+    "digits": DatasetInfo("digits", 10, (8, 8, 1), None, "(bundled with scikit-learn)", False),
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+  """A dataset in memory: uint8 images [N, H, W, C], int32 labels [N].
+
+  ``mean`` and ``std`` are per-channel statistics of the training images in
+  [0, 1] units, used by :func:`fmjax.data.normalize`.
+  """
+  name: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  class_names: tuple[str, ...]
+  source: str
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return tuple(self.train_images.shape[1:])
+
+  @property
+  def mean(self) -> np.ndarray:
+    return (self.train_images.reshape(-1, self.image_shape[-1]).mean(0) / 255.0).astype(
+        np.float32)
+
+  @property
+  def std(self) -> np.ndarray:
+    return (self.train_images.reshape(-1, self.image_shape[-1]).std(0) / 255.0).astype(
+        np.float32)
+
+
+def data_dir(override: str | os.PathLike | None = None) -> pathlib.Path:
+  """The data directory: the argument, else $FMJAX_DATA_DIR, else ~/fmjax_data."""
+  chosen = override or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+  return pathlib.Path(chosen).expanduser()
+
+
+def _check_name(name: str) -> DatasetInfo:
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}.")
+  return DATASETS[name]
+
+
+def _local(info: DatasetInfo, root: pathlib.Path):
+  """(arrays, source) from local files, or None when none are there."""
+  name = info.name
+  if name == "digits":
+    return _readers.read_digits(), "scikit-learn load_digits"
+  if name in ("mnist", "fashion_mnist"):
+    names = _readers.FASHION_CLASSES if name == "fashion_mnist" else [str(i) for i in range(10)]
+    candidates = [root / name, root / name.replace("_", "-")]
+    if name == "fashion_mnist":
+      candidates.append(FASHION_MNIST_SYSTEM_DIR)
+    for d in candidates:
+      if d.is_dir() and _readers.find_idx(d, _readers.IDX_FILES["train_images"]):
+        return _readers.read_idx_dir(d, names), str(d)
+    return None
+  if name in ("cifar10", "cifar100"):
+    c100 = name == "cifar100"
+    binary = root / ("cifar-100-binary" if c100 else "cifar-10-batches-bin")
+    if binary.is_dir():
+      return _readers.read_cifar_binary(binary, c100), str(binary)
+    for cand in ((root / "cifar-100-python", root / "cifar-100-python.tar.gz") if c100 else
+                 (root / "cifar-10-batches-py", root / "cifar-10-python.tar.gz")):
+      if cand.exists():
+        arrays = _readers.read_cifar_python(cand, cifar100=c100)
+        if not c100 and not arrays[4]:
+          arrays = arrays[:4] + (_readers.CIFAR10_CLASSES,)
+        return arrays, str(cand)
+    return None
+  if name == "tiny_imagenet":
+    d = root / "tiny-imagenet-200"
+    return (_readers.read_tiny_imagenet(d), str(d)) if d.is_dir() else None
+  return None
+
+
+def _tfds(info: DatasetInfo, root: pathlib.Path, *, require_prepared: bool):
+  """(arrays, source) from a prepared TFDS copy, or None when not prepared.
+
+  With ``require_prepared`` (source='auto') TFDS is only read when the builder
+  reports a prepared copy, so a failed lookup never writes into the data
+  directory; source='tfds' always asks ``tfds.data_source`` (which
+  ``tfds.testing.mock_data`` serves in tests).
+  """
+  if info.tfds_name is None:
+    return None
+  import tensorflow_datasets as tfds
+
+  tfds_dir = root / "tfds"
+  builder = tfds.builder(info.tfds_name, data_dir=str(tfds_dir))
+  if require_prepared and not builder.is_prepared():
+    return None
+  try:
+    sources = tfds.data_source(info.tfds_name, split=["train", "test"], data_dir=str(tfds_dir),
+                               download=False)
+  except (AssertionError, FileNotFoundError, NotImplementedError) as e:
+    if require_prepared:  # prepared, but not in a random-access format
+      raise FileNotFoundError(
+          f"{tfds_dir} holds {info.tfds_name} in a format tfds.data_source cannot read "
+          f"({e}); prepare it again with `make data DATASET={info.name}`.") from e
+    return None
+  names = list(builder.info.features["label"].names)
+
+  def to_arrays(source):
+    n = len(source)
+    images = np.stack([np.asarray(source[i]["image"], np.uint8) for i in range(n)])
+    labels = np.asarray([int(source[i]["label"]) for i in range(n)], np.int32)
+    return images, labels
+
+  train_x, train_y = to_arrays(sources[0])
+  test_x, test_y = to_arrays(sources[1])
+  if train_x.ndim == 3:
+    train_x, test_x = train_x[..., None], test_x[..., None]
+  return (train_x, train_y, test_x, test_y, names), f"tfds:{info.tfds_name} in {tfds_dir}"
+
+
+def how_to_get(name: str, root: pathlib.Path) -> str:
+  """The exact commands that make dataset ``name`` available."""
+  info = _check_name(name)
+  lines = []
+  if name == "fashion_mnist":
+    lines.append(f"apt-get install dataset-fashion-mnist   (files in {FASHION_MNIST_SYSTEM_DIR})")
+  if info.tfds_name:
+    lines.append(f"make data DATASET={name} DATA_DIR={root}   (needs a network; "
+                 "installs tensorflow-cpu for tensorflow-datasets' download_and_prepare)")
+  lines.append(f"or put {info.local_hint} in {root}")
+  return "\n  ".join(lines)
+
+
+def load_dataset(name: str, data_dir_override: str | os.PathLike | None = None,
+                 *, source: str = "auto") -> Dataset:
+  """Loads a dataset by name into memory.
+
+  Args:
+    name: one of ``fmjax.data.DATASETS``.
+    data_dir_override: where local files and the TFDS copy live (default:
+      $FMJAX_DATA_DIR, else ~/fmjax_data).
+    source: ``'auto'`` (local files first, then TFDS), ``'local'`` or ``'tfds'``.
+
+  Raises:
+    ValueError: unknown name or source.
+    FileNotFoundError: the dataset is nowhere; the message has the commands
+      that make it available.
+  """
+  info = _check_name(name)
+  if source not in ("auto", "local", "tfds"):
+    raise ValueError(f"source must be 'auto', 'local' or 'tfds', got {source!r}.")
+  root = data_dir(data_dir_override)
+  found = None
+  if source in ("auto", "local"):
+    found = _local(info, root)
+  if found is None and source in ("auto", "tfds"):
+    found = _tfds(info, root, require_prepared=source == "auto")
+  if found is None:
+    raise FileNotFoundError(f"dataset {name!r} is not available (looked in {root}). "
+                            f"To make it available:\n  {how_to_get(name, root)}")
+  (train_x, train_y, test_x, test_y, names), where = found
+  if train_x.ndim != 4 or train_x.dtype != np.uint8:
+    raise ValueError(f"{where}: expected uint8 images [N, H, W, C], got {train_x.dtype} "
+                     f"{train_x.shape}.")
+  return Dataset(name, train_x, train_y, test_x, test_y, tuple(names), where)
+
+
+def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None) -> pathlib.Path:
+  """Downloads and prepares a TFDS dataset (needs a network and tensorflow)."""
+  info = _check_name(name)
+  if info.tfds_name is None:
+    raise ValueError(f"{name!r} is not in tensorflow-datasets; put {info.local_hint} in "
+                     f"{data_dir(data_dir_override)}.")
+  import tensorflow_datasets as tfds
+
+  target = data_dir(data_dir_override) / "tfds"
+  # array_record: the random-access format tfds.data_source reads without TensorFlow.
+  tfds.builder(info.tfds_name, data_dir=str(target),
+               file_format="array_record").download_and_prepare()
+  return target

@@ -1,0 +1,87 @@
+"""The splits the experiments need, as pure functions of (labels, settings, seed).
+
+All return index arrays into the dataset (sorted, int64), never copies of images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+
+class ForgetSplit(NamedTuple):
+  """Indices of the examples to forget and to keep."""
+  forget: np.ndarray
+  remain: np.ndarray
+
+
+class OutlierSplit(NamedTuple):
+  """Training labels with outliers, and which examples are the outliers.
+
+  Attributes:
+    labels: the training labels after shuffling the outliers' labels.
+    forget: indices of the outliers (the forget set).
+    remain: all other indices.
+    true_labels: the outliers' original labels (for the "noise accuracy").
+  """
+  labels: np.ndarray
+  forget: np.ndarray
+  remain: np.ndarray
+  true_labels: np.ndarray
+
+
+def _check_classes(labels: np.ndarray, classes: Sequence[int]) -> list[int]:
+  classes = [int(c) for c in np.atleast_1d(classes)]
+  present = set(np.unique(labels).tolist())
+  missing = [c for c in classes if c not in present]
+  if not classes or missing:
+    raise ValueError(f"forget class(es) {missing or classes} not in the data; the labels hold "
+                     f"classes {sorted(present)[:20]}{' ...' if len(present) > 20 else ''}.")
+  return classes
+
+
+def class_split(labels: np.ndarray, classes: int | Sequence[int]) -> ForgetSplit:
+  """Forget every example of ``classes`` (one class or several); keep the rest."""
+  labels = np.asarray(labels)
+  classes = _check_classes(labels, classes)
+  in_forget = np.isin(labels, classes)
+  return ForgetSplit(np.flatnonzero(in_forget), np.flatnonzero(~in_forget))
+
+
+def outlier_split(labels: np.ndarray, fraction: float, seed: int) -> OutlierSplit:
+  """Picks ``round(fraction * N)`` random examples and shuffles labels among them.
+
+  The paper's Section 4 "Remove Outliers": labels are permuted WITHIN the
+  chosen group, so the class counts stay the same; an example may keep its
+  own label by chance. The forget set is exactly the chosen examples.
+  """
+  labels = np.asarray(labels)
+  if not 0.0 < float(fraction) < 1.0:
+    raise ValueError(f"outlier fraction must lie in (0, 1), got {fraction!r} "
+                     "(the paper uses 0.1, 0.3 and 0.5).")
+  rng = np.random.default_rng(seed)
+  n = round(float(fraction) * labels.size)
+  if n < 2:
+    raise ValueError(f"outlier fraction {fraction} of {labels.size} examples selects {n}; "
+                     "shuffling labels needs at least 2.")
+  chosen = np.sort(rng.choice(labels.size, n, replace=False))
+  noisy = labels.copy()
+  noisy[chosen] = labels[chosen][rng.permutation(n)]
+  remain = np.setdiff1d(np.arange(labels.size), chosen)
+  return OutlierSplit(noisy, chosen, remain, labels[chosen].copy())
+
+
+def limited_subset(indices: np.ndarray, k: int, seed: int) -> np.ndarray:
+  """``k`` indices drawn without replacement from ``indices`` (sorted)."""
+  indices = np.asarray(indices)
+  if not 0 < k <= indices.size:
+    raise ValueError(f"cannot draw k={k} examples from a set of {indices.size}; choose "
+                     f"1 <= k <= {indices.size}.")
+  return np.sort(np.random.default_rng(seed).choice(indices, k, replace=False))
+
+
+def test_class_split(test_labels: np.ndarray, classes: int | Sequence[int]) -> ForgetSplit:
+  """Test examples of the forgotten classes (``forget``) and of the others."""
+  return class_split(test_labels, classes)

@@ -1,0 +1,50 @@
+"""Evaluation of a classifier on uint8 images: predictions and accuracies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fmjax.data.preprocess import normalize
+
+
+def make_predict_fn(model: nn.Module, mean: Any, std: Any) -> Callable:
+  """Jitted ``predict(params, model_state, images_uint8 [B, H, W, C]) -> logits [B, K]``."""
+  mean, std = jnp.asarray(mean), jnp.asarray(std)
+
+  def predict(params, model_state, images):
+    return model.apply({"params": params, **model_state}, normalize(images, mean, std),
+                       train=False)
+
+  return jax.jit(predict)
+
+
+def predict_all(predict: Callable, params: Any, model_state: Any, images: np.ndarray,
+                batch_size: int = 500) -> np.ndarray:
+  """Logits for all ``images`` in batches; the last batch is padded (one compile)."""
+  if len(images) == 0:
+    return np.zeros((0, 0), np.float32)
+  size = min(batch_size, len(images))
+  out = []
+  for i in range(0, len(images), size):
+    chunk = images[i:i + size]
+    n = len(chunk)
+    if n < size:
+      chunk = np.concatenate([chunk, np.zeros((size - n,) + chunk.shape[1:], chunk.dtype)])
+    out.append(np.asarray(predict(params, model_state, chunk))[:n])
+  return np.concatenate(out)
+
+
+def accuracy_report(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+  """Overall accuracy and per-class accuracy (None for a class with no examples)."""
+  pred = logits.argmax(-1)
+  correct = pred == labels
+  per_class = [float(correct[labels == c].mean()) if np.any(labels == c) else None
+               for c in range(num_classes)]
+  return {"accuracy": float(correct.mean()) if len(labels) else None,
+          "per_class_accuracy": per_class}
