@@ -9,7 +9,7 @@ export XLA_FLAGS ?= --xla_cpu_experimental_ynn_fusion_type=individual_dot
 
 BENCH_ARGS ?= --n 1024 --batch 128
 
-.PHONY: install test lint bench-fisher clean
+.PHONY: install test test-slow lint bench-fisher data train-fashion clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+
+## The tests that compile large models for minutes (DenseNet, GoogLeNet).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m slow tests
+
+## Prepare a tensorflow-datasets copy: make data DATASET=cifar10 [DATA_DIR=...] (needs a network).
+data: $(STAMP)
+	@test -n "$(DATASET)" || { echo "usage: make data DATASET=cifar10 [DATA_DIR=...]"; exit 2; }
+	$(BIN)/python -m pip install -q -e '.[prepare]'
+	$(BIN)/python -m fmjax data prepare --dataset $(DATASET) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+## Train the small CNN on real Fashion-MNIST (apt-get install dataset-fashion-mnist).
+train-fashion: $(STAMP)
+	$(BIN)/python -m fmjax train --dataset fashion_mnist --model small_cnn \
+	  --workdir runs/fashion_mnist-small_cnn $(TRAIN_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fmjax tests benchmarks

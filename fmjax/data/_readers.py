@@ -66,9 +66,9 @@ class _ArrayUnpickler(pickle.Unpickler):
   """Unpickles the CIFAR 'python version' batches: dicts, lists, bytes and numpy
   arrays only. Anything else would run code from the file, so it is refused."""
 
-  _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
-              "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
-              ("_codecs", "encode")}
+  _ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+              for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype"),
+                                                      ("_codecs", "encode")}
 
   def find_class(self, module, name):
     if (module, name) in self._ALLOWED:

@@ -1,0 +1,189 @@
+"""Datasets from every source format, splits and their bad inputs."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from fmjax import data
+
+
+def _write_idx(path, array):
+  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+      int(d).to_bytes(4, "big") for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+  rng = np.random.default_rng(0)
+  d = tmp_path / "mnist"
+  d.mkdir()
+  train_x, test_x = rng.integers(0, 256, (20, 28, 28)), rng.integers(0, 256, (7, 28, 28))
+  train_y, test_y = np.arange(20) % 10, np.arange(7) % 10
+  _write_idx(d / "train-images-idx3-ubyte.gz", train_x)
+  _write_idx(d / "train-labels-idx1-ubyte.gz", train_y)
+  _write_idx(d / "t10k-images-idx3-ubyte.gz", test_x)
+  _write_idx(d / "t10k-labels-idx1-ubyte.gz", test_y)
+  return tmp_path, train_x, train_y, test_x, test_y
+
+
+def test_idx_files(idx_dir):
+  root, train_x, train_y, test_x, test_y = idx_dir
+  ds = data.load_dataset("mnist", root)
+  assert ds.train_images.shape == (20, 28, 28, 1) and ds.train_images.dtype == np.uint8
+  np.testing.assert_array_equal(ds.train_images[..., 0], train_x)
+  np.testing.assert_array_equal(ds.test_labels, test_y)
+  assert ds.train_labels.dtype == np.int32 and ds.num_classes == 10
+
+
+def test_data_dir_from_environment(idx_dir, monkeypatch):
+  monkeypatch.setenv(data.DATA_DIR_ENV, str(idx_dir[0]))
+  assert data.load_dataset("mnist").source == str(idx_dir[0] / "mnist")
+
+
+def _cifar_arrays(n, rng):
+  images = rng.integers(0, 256, (n, 32, 32, 3)).astype(np.uint8)
+  return images, (np.arange(n) % 10).astype(np.int64)
+
+
+def test_cifar_python_tarball(tmp_path):
+  rng = np.random.default_rng(1)
+  parts = {f"data_batch_{i}": _cifar_arrays(4, rng) for i in range(1, 6)}
+  parts["test_batch"] = _cifar_arrays(3, rng)
+  buf = io.BytesIO()
+  with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    def add(name, obj):
+      raw = pickle.dumps(obj)
+      info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+      info.size = len(raw)
+      tar.addfile(info, io.BytesIO(raw))
+    for name, (x, y) in parts.items():
+      add(name, {b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1), b"labels": list(y)})
+    add("batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
+  (tmp_path / "cifar-10-python.tar.gz").write_bytes(buf.getvalue())
+  ds = data.load_dataset("cifar10", tmp_path)
+  want = np.concatenate([parts[f"data_batch_{i}"][0] for i in range(1, 6)])
+  np.testing.assert_array_equal(ds.train_images, want)
+  np.testing.assert_array_equal(ds.test_images, parts["test_batch"][0])
+  assert ds.class_names[:2] == ("c0", "c1") and len(ds.train_labels) == 20
+
+
+def test_cifar_pickle_with_code_is_refused(tmp_path):
+  folder = tmp_path / "cifar-10-batches-py"
+  folder.mkdir()
+
+  class Evil:
+    def __reduce__(self):
+      return (print, ("pwned",))
+
+  for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+    (folder / name).write_bytes(pickle.dumps({b"data": Evil()}))
+  with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+    data.load_dataset("cifar10", tmp_path)
+
+
+def test_cifar100_binary(tmp_path):
+  rng = np.random.default_rng(2)
+  d = tmp_path / "cifar-100-binary"
+  d.mkdir()
+  for name, n in (("train.bin", 6), ("test.bin", 2)):
+    x, _ = _cifar_arrays(n, rng)
+    coarse, fine = np.arange(n) % 20, (np.arange(n) * 7) % 100
+    rec = np.concatenate([coarse[:, None], fine[:, None],
+                          x.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1).astype(np.uint8)
+    rec.tofile(d / name)
+    if name == "train.bin":
+      train_x, train_fine = x, fine
+  ds = data.load_dataset("cifar100", tmp_path)
+  np.testing.assert_array_equal(ds.train_images, train_x)
+  np.testing.assert_array_equal(ds.train_labels, train_fine)
+
+
+def test_tfds_mock_data(tmp_path):
+  with tfds.testing.mock_data(num_examples=12):
+    ds = data.load_dataset("cifar10", tmp_path, source="tfds")
+  assert ds.train_images.shape == (12, 32, 32, 3) and ds.train_images.dtype == np.uint8
+  assert ds.train_labels.shape == (12,) and ds.num_classes == 10
+  assert ds.source.startswith("tfds:cifar10")
+
+
+def test_digits():
+  ds = data.load_dataset("digits")
+  assert ds.train_images.shape[1:] == (8, 8, 1) and len(ds.train_labels) + len(
+      ds.test_labels) == 1797
+  assert ds.train_images.max() == 255
+  assert set(np.unique(ds.test_labels)) == set(range(10))
+
+
+def test_missing_dataset_names_the_commands(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"make data DATASET=cifar10.*\n.*cifar-10"):
+    data.load_dataset("cifar10", tmp_path)
+  with pytest.raises(FileNotFoundError, match="tiny-imagenet-200"):
+    data.load_dataset("tiny_imagenet", tmp_path)
+  assert not (tmp_path / "tfds").exists()  # a failed lookup writes nothing
+
+
+def test_unknown_dataset():
+  with pytest.raises(ValueError, match=r"valid names: \['cifar10', 'cifar100', 'digits'"):
+    data.load_dataset("svhn")
+
+
+class TestSplits:
+  labels = np.array([0, 1, 2, 0, 1, 2, 0, 3, 3, 1])
+
+  def test_class_split(self):
+    split = data.class_split(self.labels, 0)
+    np.testing.assert_array_equal(split.forget, [0, 3, 6])
+    assert len(split.forget) + len(split.remain) == 10
+    assert set(self.labels[split.remain]) == {1, 2, 3}
+    two = data.class_split(self.labels, [0, 3])
+    np.testing.assert_array_equal(two.forget, [0, 3, 6, 7, 8])
+
+  def test_class_not_in_data(self):
+    with pytest.raises(ValueError, match=r"forget class\(es\) \[7\] not in the data.*\[0, 1"):
+      data.class_split(self.labels, 7)
+
+  def test_outliers(self):
+    labels = np.arange(1000) % 10
+    split = data.outlier_split(labels, 0.3, seed=0)
+    assert len(split.forget) == 300 and len(split.remain) == 700
+    np.testing.assert_array_equal(split.true_labels, labels[split.forget])
+    np.testing.assert_array_equal(split.labels[split.remain], labels[split.remain])
+    # Shuffled within the group: same label counts, most labels changed.
+    np.testing.assert_array_equal(np.bincount(split.labels[split.forget], minlength=10),
+                                  np.bincount(labels[split.forget], minlength=10))
+    assert np.mean(split.labels[split.forget] != labels[split.forget]) > 0.8
+    again = data.outlier_split(labels, 0.3, seed=0)
+    np.testing.assert_array_equal(again.labels, split.labels)
+    assert not np.array_equal(data.outlier_split(labels, 0.3, seed=1).forget, split.forget)
+
+  @pytest.mark.parametrize("fraction", [0, 1, -0.2, 1.5])
+  def test_outlier_fraction_outside_unit_interval(self, fraction):
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+      data.outlier_split(np.arange(100) % 10, fraction, seed=0)
+
+  def test_limited_subset(self):
+    remain = data.class_split(self.labels, 0).remain
+    sub = data.limited_subset(remain, 4, seed=3)
+    assert len(sub) == 4 and set(sub) <= set(remain)
+    np.testing.assert_array_equal(sub, data.limited_subset(remain, 4, seed=3))
+    with pytest.raises(ValueError, match="cannot draw k=50"):
+      data.limited_subset(remain, 50, seed=0)
+
+
+def test_augment_keeps_shape_and_content():
+  import jax
+  import jax.numpy as jnp
+  images = jnp.arange(2 * 6 * 6 * 1, dtype=jnp.uint8).reshape(2, 6, 6, 1)
+  out = data.augment(jax.random.key(0), images, pad=2)
+  assert out.shape == images.shape and out.dtype == images.dtype
+  unchanged = data.augment(jax.random.key(0), images, pad=0, flip=False)
+  np.testing.assert_array_equal(unchanged, images)
