@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 from dataclasses import dataclass
@@ -66,12 +67,12 @@ class Dataset:
   def image_shape(self) -> tuple[int, ...]:
     return tuple(self.train_images.shape[1:])
 
-  @property
+  @functools.cached_property
   def mean(self) -> np.ndarray:
     return (self.train_images.reshape(-1, self.image_shape[-1]).mean(0) / 255.0).astype(
         np.float32)
 
-  @property
+  @functools.cached_property
   def std(self) -> np.ndarray:
     return (self.train_images.reshape(-1, self.image_shape[-1]).std(0) / 255.0).astype(
         np.float32)
