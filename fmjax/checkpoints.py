@@ -59,7 +59,8 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
     self.manager = ocp.CheckpointManager(pathlib.Path(workdir).resolve() / "checkpoints",
-                                         options=options)
+                                         options=options,
+                                         item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, epoch: int, tree: Any) -> None:
     self.manager.save(epoch, args=ocp.args.StandardSave(tree))
@@ -83,8 +84,53 @@ class Checkpoints:
               "falling back to the previous one")
     return None
 
+  def structure_mismatch(self, like: Any) -> str | None:
+    """Why the newest checkpoint cannot hold a tree like ``like``, or None.
+
+    Compares leaf count and shapes with the saved metadata (nothing is read
+    but metadata), so a checkpoint of another model is named as such instead
+    of failing deep inside the restore.
+    """
+    steps = sorted(self.manager.all_steps())
+    if not steps:
+      return None
+    try:
+      saved = self.manager.item_metadata(steps[-1])
+      saved = getattr(saved, "tree", saved)
+    except Exception:  # noqa: BLE001 -- unreadable metadata: restore_latest reports it
+      return None
+    got, want = _shapes(saved), _shapes(like)
+    if set(got) != set(want):
+      extra = sorted(set(got) - set(want))[:3]
+      missing = sorted(set(want) - set(got))[:3]
+      return (f"it holds {len(got)} arrays, the config's model needs {len(want)} (only there: "
+              f"{extra}; missing there: {missing})")
+    for path, shape in want.items():
+      if got[path] != shape:
+        return (f"array '{path}' has shape {got[path]} there, the config's model needs "
+                f"{shape}")
+    return None
+
   def close(self) -> None:
     self.manager.close()
+
+
+def _shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
+  """``{path: shape}`` of every array in a tree of dicts, lists and (named) tuples."""
+  if hasattr(tree, "shape"):
+    return {prefix: tuple(tree.shape)}
+  if isinstance(tree, Mapping):
+    items = tree.items()
+  elif hasattr(tree, "_fields"):
+    items = zip(tree._fields, tree, strict=True)
+  elif isinstance(tree, list | tuple):
+    items = enumerate(tree)
+  else:
+    return {}
+  out = {}
+  for k, v in items:
+    out.update(_shapes(v, f"{prefix}/{k}" if prefix else str(k)))
+  return out
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:

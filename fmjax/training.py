@@ -112,6 +112,9 @@ class TrainConfig:
   augment: bool = False
   seed: int = 0
   train_limit: int | None = None  # first K training examples only (smoke runs)
+  noise_fraction: float | None = None  # outlier deletion: shuffle labels of this fraction
+  noise_seed: int = 0
+
 
   @property
   def schedule(self) -> schedules.StepSchedule:
@@ -154,6 +157,35 @@ def default_config(dataset: str, model: str, **overrides: Any) -> TrainConfig:
   if config.batch_size < 1:
     raise ValueError(f"batch_size must be positive, got {config.batch_size}.")
   return config
+
+
+def training_set(config: TrainConfig, ds: data.Dataset) -> tuple[np.ndarray, np.ndarray,
+                                                                 data.OutlierSplit | None]:
+  """The images and labels a run trains on, and its outliers (or None).
+
+  ``train_limit`` keeps the first K examples; ``noise_fraction`` then shuffles
+  the labels of a random group (:func:`fmjax.data.outlier_split`, the paper's
+  Section 4.2), whose examples become the forget set of outlier deletion.
+  """
+  x, y = ds.train_images, ds.train_labels
+  if config.train_limit:
+    x, y = x[:config.train_limit], y[:config.train_limit]
+  outliers = None
+  if config.noise_fraction:
+    outliers = data.outlier_split(y, config.noise_fraction, config.noise_seed)
+    y = outliers.labels
+  return x, y, outliers
+
+
+def _setup(config: TrainConfig, ds: data.Dataset, n: int):
+  """Model, lr schedule, optimiser and initial state of a run: one place for
+  :func:`train` and :func:`load_trained`, so the two never drift apart."""
+  model = get_model(config.model, ds.num_classes)
+  lr = schedules.step_schedule(config.schedule, math.ceil(n / config.batch_size))
+  optimizer = sgd(lr, momentum=config.momentum, weight_decay=config.weight_decay)
+  init_key, aug_key = jax.random.split(jax.random.key(config.seed))
+  state = init_train_state(model, optimizer, init_key, (1,) + ds.image_shape)
+  return model, lr, optimizer, state, aug_key
 
 
 class TrainResult(NamedTuple):
@@ -202,17 +234,10 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
   """
   workdir = checkpoints.claim_workdir(workdir, dataclasses.asdict(config))
   ds = dataset or data.load_dataset(config.dataset, data_dir)
-  train_x, train_y = ds.train_images, ds.train_labels
-  if config.train_limit:
-    train_x, train_y = train_x[:config.train_limit], train_y[:config.train_limit]
+  train_x, train_y, _ = training_set(config, ds)
   n = len(train_y)
   steps_per_epoch = math.ceil(n / config.batch_size)
-  model = get_model(config.model, ds.num_classes)
-  lr = schedules.step_schedule(config.schedule, steps_per_epoch)
-  optimizer = sgd(lr, momentum=config.momentum, weight_decay=config.weight_decay)
-  key = jax.random.key(config.seed)
-  init_key, aug_key = jax.random.split(key)
-  state = init_train_state(model, optimizer, init_key, (1,) + ds.image_shape)
+  model, lr, optimizer, state, aug_key = _setup(config, ds, n)
 
   ckpt = checkpoints.Checkpoints(workdir)
   restored = ckpt.restore_latest({"state": state})
@@ -278,12 +303,15 @@ def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dat
   raw["decay_epochs"] = tuple(raw["decay_epochs"])
   config = TrainConfig(**raw)
   ds = dataset or data.load_dataset(config.dataset, data_dir)
-  model = get_model(config.model, ds.num_classes)
-  steps = math.ceil(min(len(ds.train_labels), config.train_limit or 10**12) / config.batch_size)
-  optimizer = sgd(schedules.step_schedule(config.schedule, steps), momentum=config.momentum,
-                  weight_decay=config.weight_decay)
-  like = init_train_state(model, optimizer, jax.random.key(0), (1,) + ds.image_shape)
-  restored = checkpoints.Checkpoints(workdir).restore_latest({"state": like})
+  n = len(training_set(config, ds)[1])
+  model, _, _, like, _ = _setup(config, ds, n)
+  ckpt = checkpoints.Checkpoints(workdir)
+  mismatch = ckpt.structure_mismatch({"state": like})
+  if mismatch:
+    raise ValueError(f"the checkpoint in {workdir} does not match its config (model "
+                     f"{config.model!r} on {config.dataset}): {mismatch}. The directory was "
+                     "altered or mixed with another run; train again in a fresh --workdir.")
+  restored = ckpt.restore_latest({"state": like})
   if restored is None:
     raise FileNotFoundError(f"{workdir} has no readable checkpoint; run the training command "
                             "again to resume it.")

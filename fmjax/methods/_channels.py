@@ -1,0 +1,256 @@
+"""Channel-level activations, integrated gradients and channel masks.
+
+A *channel* is one output channel of a ``flax.linen.Conv`` layer. Its
+activation, for the channel-level baselines:
+
+* ``where='post'`` -- the output of the BatchNorm that normalises the conv's
+  output (Conv-BN, the paper's Section 3.2 "Conv-BatchNorm-ReLU"); ReLU is
+  applied by the caller. A BatchNorm consumes a conv's output when its input
+  IS that output (same traced array); when no BatchNorm does (e.g. DenseNet's
+  BN-ReLU-Conv order, or a conv without BN), the conv output itself is used.
+* ``where='pre'`` -- the conv output before BatchNorm (TF-IDF, Wang et al.).
+
+Masking a channel zeroes its kernel parameters, ``kernel[..., j]`` (every
+input tap of output channel j), and its bias entry when the conv has one. The
+mask ratio R counts parameters (as FisherMask's): channels are taken in
+descending score order until their parameters number at least
+``round(R * n)``, n the model's parameter count, so the masked fraction
+exceeds R by less than one channel's parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fmjax import _checks
+
+Path = tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelLayer:
+  """One conv layer's channels.
+
+  Attributes:
+    conv: module path of the Conv (its params live at ``params[conv...]``).
+    bn: module path of the BatchNorm that consumes its output, or None.
+    channels: number of output channels.
+    params_per_channel: kernel (and bias) parameters of one output channel.
+  """
+  conv: Path
+  bn: Path | None
+  channels: int
+  params_per_channel: int
+
+
+def _apply(model: nn.Module, variables: Mapping, images: jax.Array, apply_kwargs: Mapping, *,
+           where: str, edit: tuple[Path, jax.Array, jax.Array] | None = None):
+  """Applies the model, recording each conv channel's activation [B, ..., C].
+
+  ``edit = (conv_path, alpha, delta)`` replaces that layer's activation ``a``
+  by ``alpha * a + delta`` in the forward pass (integrated gradients).
+  Returns ``(logits, activations by conv path, layers)``.
+  """
+  conv_out: dict[int, Path] = {}      # id(conv output array) -> conv path
+  acts: dict[Path, jax.Array] = {}
+  bn_of: dict[Path, Path] = {}
+  shapes: dict[Path, tuple[int, int]] = {}
+
+  def maybe_edit(path, y):
+    if edit is not None and edit[0] == path:
+      return edit[1] * y + edit[2].astype(y.dtype)
+    return y
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, nn.Conv | nn.BatchNorm):
+      return next_fun(*args, **kwargs)
+    path = tuple(module.scope.path)
+    x = args[0]
+    y = next_fun(*args, **kwargs)
+    if isinstance(module, nn.Conv):
+      if path in shapes:
+        raise ValueError(f"conv layer '{'/'.join(path)}' is called more than once (shared "
+                         "weights); channel scores need one call per layer.")
+      kernel = module.get_variable("params", "kernel")
+      bias = module.has_variable("params", "bias")
+      shapes[path] = (int(y.shape[-1]), int(np.prod(kernel.shape[:-1])) + int(bias))
+      acts[path] = y
+      if where == "pre":
+        y = maybe_edit(path, y)
+      conv_out[id(y)] = path
+      return y
+    owner = conv_out.pop(id(x), None)
+    if owner is not None and owner not in bn_of:
+      bn_of[owner] = path
+      if where == "post":
+        acts[owner] = y
+        y = maybe_edit(owner, y)
+    return y
+
+  with nn.intercept_methods(interceptor):
+    logits = model.apply(variables, images, **apply_kwargs)
+  if where == "post" and edit is not None and edit[0] not in bn_of:
+    raise ValueError(f"conv layer '{'/'.join(edit[0])}' has no BatchNorm after it; its "
+                     "post-BN activation cannot be edited.")
+  layers = tuple(ChannelLayer(p, bn_of.get(p), c, k) for p, (c, k) in shapes.items())
+  return logits, acts, layers
+
+
+def channel_layers(model: nn.Module, variables: Mapping, image_shape: tuple[int, ...],
+                   apply_kwargs: Mapping) -> tuple[ChannelLayer, ...]:
+  """The conv layers of ``model`` in call order, found by an abstract trace."""
+  out: list = []
+
+  def probe(v, x):
+    logits, _, layers = _apply(model, v, x, apply_kwargs, where="post")
+    out.extend(layers)
+    return logits
+
+  jax.eval_shape(probe, variables, jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32))
+  if not out:
+    raise ValueError(f"{type(model).__name__} has no flax.linen Conv layer; channel-level "
+                     "methods (activation_mask, grad_mask, tfidf) need convolutional channels.")
+  return tuple(out)
+
+
+def make_channel_means(model: nn.Module, apply_kwargs: Mapping, *, where: str) -> Callable:
+  """Jitted ``f(variables, images [B, ...]) -> {conv path: [B, C]}``: the
+  spatial mean of ``relu(activation)`` per example and channel."""
+  if where not in ("pre", "post"):
+    raise ValueError(f"where must be 'pre' or 'post', got {where!r}.")
+
+  def f(variables, images):
+    _, acts, _ = _apply(model, variables, images, apply_kwargs, where=where)
+    return {"/".join(p): jnp.mean(jax.nn.relu(a.astype(jnp.float32)),
+                                  axis=tuple(range(1, a.ndim - 1)))
+            for p, a in acts.items()}
+
+  return jax.jit(f)
+
+
+def make_integrated_gradients(model: nn.Module, apply_kwargs: Mapping, layer: ChannelLayer,
+                              steps: int) -> Callable:
+  """Jitted ``f(variables, images, labels) -> [B, C]``: integrated gradients of
+  each example's loss with respect to the channels of ``layer``.
+
+  ``B[i, j] = sum_p a[i, p, j] * (1/m) sum_{k=1..m} dL_i/da[i, p, j] at (k/m) a``,
+  the right Riemann sum with ``m = steps`` (Sundararajan et al. 2017, Eq. 3),
+  summed over the channel's positions p; ``a`` is the layer's 'post'
+  activation (see the module docstring) and only this layer is scaled.
+  By completeness, ``sum_j B[i, j]`` tends to ``L_i(a) - L_i(0)`` as m grows.
+  """
+  if steps < 1:
+    raise ValueError(f"integrated-gradient steps must be >= 1, got {steps}.")
+  path = layer.conv
+  where = "post" if layer.bn is not None else "pre"
+
+  def loss_at(delta, alpha, variables, images, labels):
+    logits, _, _ = _apply(model, variables, images, apply_kwargs, where=where,
+                          edit=(path, alpha, delta))
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    return -jnp.sum(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+  def f(variables, images, labels):
+    _, acts, _ = _apply(model, variables, images, apply_kwargs, where=where)
+    a = acts[path]
+    zero = jnp.zeros_like(a)
+    grad = jax.grad(loss_at)
+
+    def body(k, total):
+      alpha = (k + 1.0) / steps
+      return total + grad(zero, alpha, variables, images, labels)
+
+    total = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(a, jnp.float32))
+    attribution = a.astype(jnp.float32) * total / steps
+    return jnp.sum(attribution, axis=tuple(range(1, a.ndim - 1)))
+
+  return jax.jit(f)
+
+
+def channel_mask(params: Any, layers: tuple[ChannelLayer, ...], scores: Mapping[str, Any],
+                 ratio: float) -> tuple[Any, dict]:
+  """Masks the kernel (and bias) parameters of the top-scoring channels.
+
+  Args:
+    params: the model parameters.
+    layers: from :func:`channel_layers`.
+    scores: ``{'conv/path': [C]}`` per layer (higher = mask first).
+    ratio: R in (0, 1], counted in parameters of the whole model.
+
+  Returns:
+    ``(mask, info)``: a boolean pytree shaped like ``params`` and
+    ``{'channels': k, 'target_params': t, 'masked_params': m}``.
+  """
+  ratio = _checks.check_ratio(ratio)
+  total = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(params))
+  target = int(round(ratio * total))
+  entries = []   # (score, layer index, channel)
+  for li, layer in enumerate(layers):
+    s = np.asarray(scores["/".join(layer.conv)], np.float64)
+    if s.shape != (layer.channels,):
+      raise ValueError(f"scores for '{'/'.join(layer.conv)}' have shape {s.shape}, expected "
+                       f"({layer.channels},).")
+    if not np.all(np.isfinite(s)):
+      raise ValueError(f"channel scores of '{'/'.join(layer.conv)}' hold NaN or Inf.")
+    entries.extend((-v, li, j) for j, v in enumerate(s))
+  entries.sort()   # descending score; ties: earlier layer, lower channel first
+  chosen: dict[int, list[int]] = {}
+  count = 0
+  n_channels = 0
+  for _, li, j in entries:
+    if count >= target:
+      break
+    chosen.setdefault(li, []).append(j)
+    count += layers[li].params_per_channel
+    n_channels += 1
+  mask = jax.tree.map(lambda x: np.zeros(np.shape(x), bool), params)
+  for li, js in chosen.items():
+    node = mask
+    for name in layers[li].conv:
+      node = node[name]
+    kernel = node["kernel"].copy()
+    kernel[..., js] = True
+    node["kernel"] = kernel
+    if "bias" in node:
+      bias = node["bias"].copy()
+      bias[js] = True
+      node["bias"] = bias
+  mask = jax.tree.map(jnp.asarray, mask)
+  return mask, {"channels": n_channels, "target_params": target, "masked_params": count}
+
+
+def classifier_path(model: nn.Module, variables: Mapping, image_shape: tuple[int, ...],
+                    apply_kwargs: Mapping) -> Path:
+  """Module path of the Dense layer whose output IS the model's logits."""
+  outputs: dict[int, Path] = {}
+  found: list[Path] = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    y = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and isinstance(context.module, nn.Dense):
+      outputs[id(y)] = tuple(context.module.scope.path)
+      keep.append(y)
+    return y
+
+  keep: list = []
+
+  def probe(v, x):
+    with nn.intercept_methods(interceptor):
+      logits = model.apply(v, x, **apply_kwargs)
+    if id(logits) in outputs:
+      found.append(outputs[id(logits)])
+    return logits
+
+  jax.eval_shape(probe, variables, jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32))
+  if not found:
+    raise ValueError(f"{type(model).__name__} does not end in a flax.linen Dense layer whose "
+                     "output is the logits; FisherNoise needs to know its classifier layer.")
+  return found[0]

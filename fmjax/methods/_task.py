@@ -1,0 +1,141 @@
+"""What every unlearning method sees: the model, the trained weights and the data views."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from fmjax.data.preprocess import normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlearnTask:
+  """The data of one unlearning request, as index views into the training set.
+
+  Attributes:
+    images: training images, uint8 [N, H, W, C] (never copied per view).
+    labels: training labels AS THE MODEL WAS TRAINED ON THEM, int [N] (for
+      outlier deletion these hold the shuffled labels).
+    forget: indices of the forget set D_f (non-empty).
+    remain: indices of the remain data the method may use (all of D_r, or K
+      of its examples in the limited-data setting), or None when no remain
+      data is available (the paper's Section 4.3).
+    test_images, test_labels: the test set.
+    num_classes: number of classes of the classifier.
+    mean, std: per-channel normalisation statistics (model inputs are
+      ``normalize(images, mean, std)``).
+    forget_classes: the removed classes for class removal, else None.
+    true_labels: for outlier deletion, the forget examples' original labels
+      (aligned with ``forget``), else None.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  forget: np.ndarray
+  remain: np.ndarray | None
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+  mean: Any
+  std: Any
+  forget_classes: tuple[int, ...] | None = None
+  true_labels: np.ndarray | None = None
+
+  def __post_init__(self):
+    if len(self.forget) == 0:
+      raise ValueError("the forget set is empty: there is nothing to unlearn. Check the forget "
+                       "class (does the training set hold any example of it?) or the outlier "
+                       "fraction.")
+    if self.remain is not None and len(self.remain) == 0:
+      raise ValueError("the remain set is empty; pass remain=None for the 'forget data only' "
+                       "setting.")
+    if self.true_labels is not None and len(self.true_labels) != len(self.forget):
+      raise ValueError(f"true_labels has {len(self.true_labels)} entries for a forget set of "
+                       f"{len(self.forget)}.")
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return tuple(self.images.shape[1:])
+
+  @property
+  def setting(self) -> str:
+    """'class' (full-class removal) or 'outliers' (a set of points)."""
+    return "class" if self.forget_classes is not None else "outliers"
+
+  def batches(self, indices: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None
+              ) -> Iterator[dict]:
+    """Normalised float batches ``{'image': [b, H, W, C], 'label': [b]}`` of ``indices``.
+
+    ``labels`` overrides the labels (aligned with ``indices``).
+    """
+    mean, std = jnp.asarray(self.mean), jnp.asarray(self.std)
+    for i in range(0, len(indices), batch_size):
+      idx = indices[i:i + batch_size]
+      y = self.labels[idx] if labels is None else labels[i:i + batch_size]
+      yield {"image": normalize(jnp.asarray(self.images[idx]), mean, std),
+             "label": jnp.asarray(y, jnp.int32)}
+
+  def subsample(self, indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``indices``, drawn without replacement (sorted)."""
+    if limit is None or limit >= len(indices):
+      return indices
+    return np.sort(np.random.default_rng(seed).choice(indices, limit, replace=False))
+
+
+class Edit(NamedTuple):
+  """What a method returns before any fine-tuning.
+
+  Attributes:
+    params, model_state: the edited model.
+    mask: the boolean mask applied (True = zeroed), or None.
+    info: method-specific facts worth recording (JSON-serialisable).
+    seconds: wall time of the method's phases, e.g. ``{'score': .., 'mask': ..}``.
+  """
+  params: Any
+  model_state: Any
+  mask: Any
+  info: dict
+  seconds: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSettings:
+  """Hyper-parameters of the methods (each method reads the ones it uses).
+
+  Attributes:
+    ratio: mask ratio R in (0, 1], counted in parameters (the paper: 0.02 on
+      CIFAR, 0.04 on MNIST and Tiny-ImageNet).
+    maskable: which parameters FisherMask and RandomMask may zero ('all' or
+      'kernels'; see :mod:`fmjax.masks`).
+    weighting: FisherMask score weighting, 'sum' (the paper) or 'mean'.
+    batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; Fisher sums are rescaled to the whole set). None: all.
+    ig_steps: Riemann steps of GradMask's integrated gradients.
+    ig_limit: GradMask scores at most this many forget examples. None: all.
+    noise_alpha: FisherNoise's alpha (Golatkar et al.'s recipe; the paper's
+      code uses 1e-6).
+    influence_damping: lambda added to the mean Hessian's diagonal.
+    influence_iters: conjugate-gradient iterations.
+    influence_examples: examples of the Hessian estimate (a fixed random
+      subset of the Hessian set).
+    influence_hessian: 'all' (D, the paper's formula) or 'remain' (D_r: then
+      the update is one exact Newton step on the remain objective).
+    fisher_chunk: examples per compiled Fisher block.
+  """
+  ratio: float = 0.02
+  maskable: str = "all"
+  weighting: str = "sum"
+  batch_size: int = 256
+  score_limit: int | None = None
+  ig_steps: int = 20
+  ig_limit: int | None = None
+  noise_alpha: float = 1e-6
+  influence_damping: float = 0.01
+  influence_iters: int = 20
+  influence_examples: int = 2048
+  influence_hessian: str = "all"
+  fisher_chunk: int = 128

@@ -1,0 +1,62 @@
+"""ActivationMask (Section 3.2): mask the channels most active on the forget set.
+
+For each conv output channel j, ``A_ij`` is the spatial mean of its
+post-activation value (Conv-BN-ReLU) on example i; the score is
+``A_{D_f,j} - A_{D_r,j}``, the difference of the set means. The kernel
+parameters of the top channels are zeroed; R counts parameters, and channels
+are taken in score order until their parameters reach ``round(R * n)``
+(:func:`fmjax.methods._channels.channel_mask`). With no remain data,
+``A_{D_r} = 0``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from fmjax import masks
+from fmjax.methods import _channels
+from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+
+APPLY_KWARGS = {"train": False}
+
+
+def channel_set_means(channel_means, variables, task: UnlearnTask, indices: np.ndarray,
+                      batch_size: int) -> dict[str, np.ndarray]:
+  """Mean over ``indices`` of the per-example channel activations ``{path: [C]}``."""
+  sums: dict[str, np.ndarray] = {}
+  for batch in task.batches(indices, batch_size):
+    out = channel_means(variables, batch["image"])
+    for k, v in out.items():
+      sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64).sum(0)
+  return {k: v / len(indices) for k, v in sums.items()}
+
+
+def activation_scores(model, params, model_state, task: UnlearnTask,
+                      settings: MethodSettings, seed: int) -> dict[str, np.ndarray]:
+  """``{conv path: A_f - A_r}`` per channel."""
+  variables = {"params": params, **model_state}
+  means = _channels.make_channel_means(model, APPLY_KWARGS, where="post")
+  a_f = channel_set_means(means, variables, task, task.forget, settings.batch_size)
+  if task.remain is None:
+    return a_f
+  remain = task.subsample(task.remain, settings.score_limit, seed)
+  a_r = channel_set_means(means, variables, task, remain, settings.batch_size)
+  return {k: a_f[k] - a_r[k] for k in a_f}
+
+
+def activation_mask(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+                    key: jax.Array) -> Edit:
+  start = time.perf_counter()
+  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  scores = activation_scores(model, params, model_state, task, settings, seed)
+  scored = time.perf_counter()
+  layers = _channels.channel_layers(model, {"params": params, **model_state},
+                                    task.image_shape, APPLY_KWARGS)
+  mask, info = _channels.channel_mask(params, layers, scores, settings.ratio)
+  new = masks.apply_mask(params, mask)
+  jax.block_until_ready(new)
+  return Edit(new, model_state, mask, info,
+              {"score": scored - start, "mask": time.perf_counter() - scored})

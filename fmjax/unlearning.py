@@ -1,0 +1,396 @@
+"""One unlearning run: a trained checkpoint, a method, a forget set -> records.
+
+:func:`unlearn` loads the original model from its training work directory,
+builds the :class:`fmjax.methods.UnlearnTask` (a full class, or the outliers
+the model was trained with), runs the method's edit, then the shared
+fine-tuning routine, and evaluates with the shared readouts:
+
+* on the original model (``phase: original``),
+* right after the edit (``phase: edit``, epoch 0: the "mask only" numbers),
+* after every fine-tuning epoch (``phase: finetune``),
+* once at the end, relearn time (``phase: relearn``).
+
+Everything goes to ``metrics.jsonl`` in the run's work directory, with
+``config.json``, an orbax checkpoint per epoch (state, optimiser and mask)
+and ``summary.json``. Killed and restarted with the same config, a run
+resumes after its last completed epoch and ends exactly where an
+uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, training
+from fmjax.methods import METHODS, MethodSettings, UnlearnTask, get_method
+from fmjax.methods import REMAIN_REQUIRED
+
+CIFAR_LIKE = ("cifar10", "cifar100")
+
+
+def default_ratio(dataset: str) -> float:
+  """The paper's mask ratio: 0.02 on CIFAR-10/100, 0.04 on MNIST-like data and Tiny-ImageNet."""
+  return 0.02 if dataset in CIFAR_LIKE else 0.04
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlearnConfig:
+  """Settings of one unlearning run (everything that changes its result).
+
+  Attributes:
+    checkpoint: the training run's work directory (the original model).
+    method: a name in :data:`fmjax.methods.METHODS`.
+    forget_classes: the classes to remove; None = the outliers the training
+      run was given (``noise_fraction``), the outlier-deletion setting.
+    settings: the methods' hyper-parameters (mask ratio etc.).
+    epochs: fine-tuning epochs T; None = the method's default (30; 0 for
+      fisher_noise and influence; the original epochs for retrain).
+    compress_epochs: S, the epochs the original schedule is replayed in.
+    lr: 'compressed' (the paper), or a constant rate (the ablation).
+    batch_size: fine-tuning batch; None = the training batch size.
+    freeze_mask: keep masked weights at zero during fine-tuning.
+    remain_limit: K: methods see only K random remain examples, for scoring
+      and for fine-tuning (Section 4.3). None: all of D_r.
+    no_remain: methods see no remain data at all (forget data only).
+    seed: seeds the edit's key, data subsets and fine-tuning order.
+    eval_limit: remain/forget training examples evaluated per readout.
+    mia: membership-inference readout.
+    relearn_epochs: max epochs of the relearn readout (0: skip it).
+    relearn_threshold: forget-set loss that counts as relearned; None = the
+      original model's forget-set loss.
+  """
+  checkpoint: str
+  method: str
+  forget_classes: tuple[int, ...] | None = (0,)
+  settings: MethodSettings = MethodSettings()
+  epochs: int | None = None
+  compress_epochs: float = 5.0
+  lr: str | float = "compressed"
+  batch_size: int | None = None
+  freeze_mask: bool = False
+  remain_limit: int | None = None
+  no_remain: bool = False
+  seed: int = 0
+  eval_limit: int | None = 10_000
+  mia: bool = True
+  relearn_epochs: int = 10
+  relearn_threshold: float | None = None
+
+  def to_json(self) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+
+  @classmethod
+  def from_json(cls, raw: dict) -> UnlearnConfig:
+    raw = dict(raw)
+    raw["settings"] = MethodSettings(**raw.get("settings", {}))
+    if raw.get("forget_classes") is not None:
+      raw["forget_classes"] = tuple(raw["forget_classes"])
+    return cls(**raw)
+
+
+def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
+                **overrides: Any) -> UnlearnConfig:
+  """An :class:`UnlearnConfig` with the paper's defaults for the checkpoint's dataset.
+
+  ``ratio`` None takes :func:`default_ratio`; other :class:`MethodSettings`
+  fields may be passed by name; None values keep defaults.
+  """
+  get_method(method)
+  setting_names = {f.name for f in dataclasses.fields(MethodSettings)}
+  setting_over = {k: overrides.pop(k) for k in list(overrides) if k in setting_names}
+  train_cfg = _read_train_config(checkpoint)
+  ratio = default_ratio(train_cfg.dataset) if ratio is None else ratio
+  settings = MethodSettings(ratio=ratio, **{k: v for k, v in setting_over.items()
+                                            if v is not None})
+  unknown = set(overrides) - {f.name for f in dataclasses.fields(UnlearnConfig)}
+  if unknown:
+    raise ValueError(f"unknown unlearning settings {sorted(unknown)}.")
+  values = {k: v for k, v in overrides.items() if v is not None or k == "forget_classes"}
+  if "forget_classes" in values and values["forget_classes"] is not None:
+    values["forget_classes"] = tuple(int(c) for c in np.atleast_1d(values["forget_classes"]))
+  return UnlearnConfig(checkpoint=str(checkpoint), method=method, settings=settings, **values)
+
+
+def _read_train_config(workdir: str) -> training.TrainConfig:
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train the "
+                            "original model first with `python -m fmjax train --workdir ...`.")
+  raw = json.loads(path.read_text())
+  raw["decay_epochs"] = tuple(raw["decay_epochs"])
+  return training.TrainConfig(**raw)
+
+
+def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset
+               ) -> tuple[UnlearnTask, np.ndarray]:
+  """The task the method sees and the indices of the WHOLE remain set."""
+  images, labels, outliers = training.training_set(train_cfg, ds)
+  if config.forget_classes is None:
+    if outliers is None:
+      raise ValueError("no forget set: pass forget classes (e.g. --forget-class 0), or train "
+                       "the original model with --noise-fraction for outlier deletion.")
+    forget, remain_all = outliers.forget, outliers.remain
+    classes, true_labels = None, outliers.true_labels
+  else:
+    bad = [c for c in config.forget_classes if not 0 <= c < ds.num_classes]
+    if bad:
+      raise ValueError(f"forget class(es) {bad} do not exist: {ds.name} has classes 0.."
+                       f"{ds.num_classes - 1}.")
+    if outliers is not None:
+      raise ValueError("this model was trained with outliers (noise_fraction="
+                       f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
+                       "the forget classes.")
+    split = data.class_split(labels, config.forget_classes)
+    forget, remain_all = split.forget, split.remain
+    classes, true_labels = tuple(config.forget_classes), None
+  remain = remain_all
+  if config.no_remain:
+    remain = None
+  elif config.remain_limit is not None:
+    remain = data.limited_subset(remain_all, config.remain_limit, config.seed)
+  task = UnlearnTask(images, labels, forget, remain, ds.test_images, ds.test_labels,
+                     ds.num_classes, ds.mean, ds.std, classes, true_labels)
+  return task, remain_all
+
+
+def finetune_epochs(config: UnlearnConfig, train_cfg: training.TrainConfig) -> int:
+  """T for this run."""
+  method = get_method(config.method)
+  if config.epochs is not None:
+    if config.epochs < 0:
+      raise ValueError(f"epochs must be >= 0, got {config.epochs}.")
+    return config.epochs
+  return train_cfg.epochs if method.finetune_epochs is None else method.finetune_epochs
+
+
+def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int) -> None:
+  """Refuses a method that cannot serve the requested setting, saying why."""
+  method = get_method(config.method)
+  if method.classes_only and task.setting != "class":
+    raise ValueError(f"{method.name} removes whole classes only (it compares classes); it "
+                     "cannot delete outliers. Methods for outliers: "
+                     f"{', '.join(m for m, s in METHODS.items() if not s.classes_only)}.")
+  if task.remain is None:
+    if method.remain == REMAIN_REQUIRED:
+      raise ValueError(f"{method.name} needs remain data and the run has none (no_remain); "
+                       "methods that score from the forget set alone: "
+                       f"{', '.join(m for m, s in METHODS.items() if s.remain != REMAIN_REQUIRED)}"
+                       ".")
+    if epochs > 0:
+      raise ValueError(f"fine-tuning needs remain data and the run has none (no_remain); set "
+                       f"epochs=0 (--epochs 0) to evaluate {method.name}'s edit alone.")
+  if config.freeze_mask and not method.masks:
+    raise ValueError(f"freeze_mask applies to masking methods; {method.name} masks nothing.")
+
+
+class UnlearnResult(NamedTuple):
+  records: list[dict]
+  summary: dict
+  state: training.TrainState
+
+
+def _finite_state(state) -> None:
+  bad = [p for p, x in zip(_checks.tree_paths(state.params),
+                           jax.tree_util.tree_leaves(state.params), strict=True)
+         if not bool(jnp.all(jnp.isfinite(x)))]
+  if bad:
+    raise ValueError(f"the model diverged: parameters {bad[:3]} hold NaN or Inf. Lower the "
+                     "fine-tuning learning rate or the method's step (e.g. influence damping).")
+
+
+def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
+            progress: bool | None = None, dataset: data.Dataset | None = None,
+            stop_after_epoch: int | None = None) -> UnlearnResult:
+  """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring."""
+  method = get_method(config.method)
+  train_cfg = _read_train_config(config.checkpoint)
+  _, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
+                                                dataset=dataset)
+  task, remain_all = build_task(config, train_cfg, ds)
+  epochs = finetune_epochs(config, train_cfg)
+  check_setting(config, task, epochs)
+  workdir = checkpoints.claim_workdir(workdir, config.to_json())
+  say = (lambda *a: None) if progress is False else (
+      lambda msg: print(msg, file=sys.stderr, flush=True))
+
+  evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
+                                 mia=config.mia, seed=config.seed)
+  batch_size = config.batch_size or train_cfg.batch_size
+  images_dev, labels_dev = jnp.asarray(task.images), jnp.asarray(task.labels)
+  ft_indices = task.remain if task.remain is not None else task.forget
+  spe = -(-len(ft_indices) // min(batch_size, len(ft_indices)))
+  mode = "original" if method.schedule == "original" else config.lr
+  lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
+                                    compress_epochs=config.compress_epochs)
+
+  def make_finetuner(freeze):
+    opt = finetuning.finetune_optimizer(lr, momentum=train_cfg.momentum,
+                                        weight_decay=train_cfg.weight_decay, freeze=freeze)
+    return finetuning.Finetuner(model, images_dev, labels_dev, ft_indices, mean=ds.mean,
+                                std=ds.std, optimizer=opt, batch_size=batch_size,
+                                augment=train_cfg.augment, seed=config.seed)
+
+  no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
+  like_ft = make_finetuner(no_mask if config.freeze_mask else None)
+  like = {"state": like_ft.init(trained.params, trained.model_state), "mask": no_mask}
+  ckpt = checkpoints.Checkpoints(workdir)
+  restored = ckpt.restore_latest(like)
+  records = checkpoints.read_metrics(workdir)
+
+  if restored is None:
+    records = []
+    start = time.perf_counter()
+    original = evaluator(trained.params, trained.model_state)
+    records.append({"phase": "original", "epoch": None, **original,
+                    "seconds": {"evaluate": time.perf_counter() - start}})
+    say(f"[{config.method}] original: {_line(original)}")
+    key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    edit = method.fn(model, trained.params, trained.model_state, task, config.settings, key)
+    mask = edit.mask if edit.mask is not None else no_mask
+    ft = make_finetuner(mask if config.freeze_mask else None)
+    state = ft.init(edit.params, edit.model_state)
+    _finite_state(state)
+    start = time.perf_counter()
+    after = evaluator(state.params, state.model_state)
+    seconds = {**edit.seconds, "evaluate": time.perf_counter() - start}
+    stats = masks.mask_stats(mask)
+    masked = sum(s.masked for s in stats)
+    record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": edit.info,
+              "masked_fraction": masked / sum(s.size for s in stats),
+              "masked_layers": {s.path: s.masked for s in stats if s.masked}}
+    ckpt.save(0, {"state": state, "mask": mask})
+    checkpoints.write_metrics(workdir, records + [record])
+    records.append(record)
+    say(f"[{config.method}] after the edit: {_line(after)}  ({_seconds(seconds)})")
+    start_epoch = 0
+  else:
+    start_epoch, tree = restored
+    mask = tree["mask"]
+    ft = make_finetuner(mask if config.freeze_mask else None)
+    state = training.TrainState(*tree["state"])
+    records = [r for r in records if r["phase"] in ("original", "edit")
+               or (r["phase"] == "finetune" and r["epoch"] <= start_epoch)]
+    checkpoints.write_metrics(workdir, records)
+    say(f"[{config.method}] resuming after fine-tuning epoch {start_epoch}")
+
+  last = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
+  for epoch in range(start_epoch + 1, last + 1):
+    bar = training._progress(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
+    start = time.perf_counter()
+    state, m = ft.epoch(state, epoch, on_step=lambda: bar.update(1))
+    jax.block_until_ready(state.params)
+    bar.close()
+    ft_seconds = time.perf_counter() - start
+    _finite_state(state)
+    start = time.perf_counter()
+    out = evaluator(state.params, state.model_state)
+    record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"],
+              "lr": float(lr(epoch * ft.steps_per_epoch - 1)),
+              "seconds": {"finetune": ft_seconds, "evaluate": time.perf_counter() - start}}
+    ckpt.save(epoch, {"state": state, "mask": mask})
+    checkpoints.append_metrics(workdir, record)
+    records.append(record)
+    say(f"[{config.method}] epoch {epoch}/{epochs}: {_line(out)}")
+  ckpt.close()
+  if last < epochs:   # stopped early on request (tests of interruption)
+    return UnlearnResult(records, {}, state)
+
+  if config.relearn_epochs > 0:
+    threshold = config.relearn_threshold or records[0]["forget_train_loss"]
+    relearn_ft = finetuning.Finetuner(
+        model, images_dev, labels_dev, task.forget, mean=ds.mean, std=ds.std,
+        optimizer=finetuning.finetune_optimizer(train_cfg.lr, momentum=train_cfg.momentum,
+                                                weight_decay=train_cfg.weight_decay),
+        batch_size=batch_size, augment=train_cfg.augment, seed=config.seed + 7)
+    start = time.perf_counter()
+    rel = readouts.relearn_time(evaluator, lambda s, e: relearn_ft.epoch(s, e)[0],
+                                relearn_ft.init(state.params, state.model_state),
+                                threshold=threshold, max_epochs=config.relearn_epochs)
+    record = {"phase": "relearn", "epoch": None, "relearn_epochs": rel["epochs"],
+              "relearn_losses": rel["losses"], "relearn_threshold": rel["threshold"],
+              "relearn_max_epochs": config.relearn_epochs,
+              "seconds": {"relearn": time.perf_counter() - start}}
+    checkpoints.append_metrics(workdir, record)
+    records.append(record)
+  summary = summarize(config, records)
+  (pathlib.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  say(summary_line(summary))
+  return UnlearnResult(records, summary, state)
+
+
+def _line(r: dict) -> str:
+  keys = [("forget_test_accuracy", "forget test"), ("remain_test_accuracy", "remain test"),
+          ("test_accuracy", "test"), ("noise_accuracy", "noise"),
+          ("mia_member_rate", "MIA member rate")]
+  shown = [(label, r[k]) for k, label in keys if r.get(k) is not None]
+  if "forget_test_accuracy" in r:
+    shown = [s for s in shown if s[0] != "test"]
+  return ", ".join(f"{label} {v:.4f}" for label, v in shown)
+
+
+def _seconds(s: dict) -> str:
+  return ", ".join(f"{k} {v:.1f}s" for k, v in s.items())
+
+
+def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
+  """The run's headline numbers from its records (used for tables)."""
+  by_phase = {p: [r for r in records if r["phase"] == p] for p in
+              ("original", "edit", "finetune", "relearn")}
+  curve = by_phase["edit"] + by_phase["finetune"]
+  final = curve[-1]
+  seconds: dict[str, float] = {}
+  for r in records:
+    for k, v in r.get("seconds", {}).items():
+      seconds[k] = seconds.get(k, 0.0) + v
+  out = {"method": config.method, "seed": config.seed, "epochs": len(by_phase["finetune"]),
+         "original": {k: v for k, v in by_phase["original"][0].items()
+                      if k not in ("phase", "epoch", "seconds")},
+         "mask_only": {k: v for k, v in curve[0].items()
+                       if k not in ("phase", "epoch", "seconds", "info", "masked_layers")},
+         "final": {k: v for k, v in final.items()
+                   if k not in ("phase", "epoch", "seconds", "info", "masked_layers")},
+         "seconds": seconds}
+  for name, kind in (("forget_test_accuracy", "forget"), ("remain_test_accuracy", "remain"),
+                     ("test_accuracy", "remain"), ("noise_accuracy", "remain")):
+    values = [r.get(name) for r in curve]
+    if any(v is not None for v in values):
+      out.setdefault("volatility", {})[name] = readouts.volatility(values, kind=kind)
+  for name in ("test_accuracy", "noise_accuracy"):
+    values = [r[name] for r in curve if r.get(name) is not None]
+    if values:
+      out[f"best_{name}"] = max(values)
+  if by_phase["relearn"]:
+    out["relearn_epochs"] = by_phase["relearn"][0]["relearn_epochs"]
+  return out
+
+
+def summary_line(summary: dict) -> str:
+  """One human line per method."""
+  f, m = summary["final"], summary["mask_only"]
+  parts = []
+  if f.get("forget_test_accuracy") is not None:
+    parts.append(f"forget test {f['forget_test_accuracy']:.3f} (edit only "
+                 f"{m['forget_test_accuracy']:.3f})")
+    parts.append(f"remain test {f['remain_test_accuracy']:.3f} (edit only "
+                 f"{m['remain_test_accuracy']:.3f})")
+  else:
+    parts.append(f"test {f['test_accuracy']:.3f}")
+    if f.get("noise_accuracy") is not None:
+      parts.append(f"noise {f['noise_accuracy']:.3f}")
+  if f.get("mia_member_rate") is not None:
+    parts.append(f"MIA member rate {f['mia_member_rate']:.3f}")
+  if "relearn_epochs" in summary:
+    r = summary["relearn_epochs"]
+    parts.append(f"relearn {'>max' if r is None else r} epochs")
+  total = sum(summary["seconds"].values())
+  parts.append(f"{summary['epochs']} epochs, {total:.0f}s")
+  return f"{summary['method']}: " + ", ".join(parts)
