@@ -20,6 +20,7 @@ uninterrupted run ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import sys
@@ -31,8 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, training
-from fmjax.methods import METHODS, MethodSettings, UnlearnTask, get_method
-from fmjax.methods import REMAIN_REQUIRED
+from fmjax.methods import METHODS, REMAIN_REQUIRED, MethodSettings, UnlearnTask, get_method
 
 CIFAR_LIKE = ("cifar10", "cifar100")
 
@@ -286,7 +286,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   for epoch in range(start_epoch + 1, last + 1):
     bar = training._progress(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
     start = time.perf_counter()
-    state, m = ft.epoch(state, epoch, on_step=lambda: bar.update(1))
+    state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
     jax.block_until_ready(state.params)
     bar.close()
     ft_seconds = time.perf_counter() - start

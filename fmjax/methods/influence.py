@@ -36,6 +36,11 @@ def _tree_dot(a, b):
                                              jax.tree_util.tree_leaves(b), strict=True))
 
 
+def _axpy(a, x, y):
+  """``a * x + y`` on pytrees."""
+  return jax.tree.map(lambda xi, yi: a * xi + yi, x, y)
+
+
 def conjugate_gradient(matvec: Callable, b, *, iters: int, tol: float = 1e-10):
   """Solves ``A x = b`` for a symmetric positive-definite operator on pytrees.
 
@@ -51,13 +56,13 @@ def conjugate_gradient(matvec: Callable, b, *, iters: int, tol: float = 1e-10):
   for _ in range(iters):
     ap = matvec(p)
     alpha = rs / _tree_dot(p, ap)
-    x = jax.tree.map(lambda xi, pi: xi + alpha * pi, x, p)
-    r = jax.tree.map(lambda ri, api: ri - alpha * api, r, ap)
+    x = _axpy(alpha, p, x)
+    r = _axpy(-alpha, ap, r)
     rs_new = _tree_dot(r, r)
     if float(jnp.sqrt(rs_new)) <= tol * b_norm:
       rs = rs_new
       break
-    p = jax.tree.map(lambda ri, pi: ri + (rs_new / rs) * pi, r, p)
+    p = _axpy(rs_new / rs, p, r)
     rs = rs_new
   return x, float(jnp.sqrt(rs)) / b_norm
 
