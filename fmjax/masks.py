@@ -84,18 +84,19 @@ def top_fraction_mask(scores: Any, ratio: float, *, maskable: Maskable = "all",
   eligible = eligible_tree(scores, maskable)
   leaves, treedef = jax.tree_util.tree_flatten(scores)
   flags = jax.tree_util.tree_leaves(eligible)
-  chosen = [jnp.ravel(x) for x, f in zip(leaves, flags, strict=True) if f]
-  flat = jnp.concatenate(chosen).astype(jnp.promote_types(jnp.result_type(*chosen), jnp.float32))
+  # Selection on the host: one sort, no per-leaf device programs to compile.
+  chosen = [np.ravel(np.asarray(x)) for x, f in zip(leaves, flags, strict=True) if f]
+  flat = np.concatenate(chosen).astype(np.promote_types(np.result_type(*chosen), np.float32))
   k = int(round(ratio * flat.size))
-  selected = jnp.zeros(flat.size, bool)
+  selected = np.zeros(flat.size, bool)
   if k > 0:
-    order = jnp.argsort(-flat, stable=True)   # descending, first index wins ties
-    selected = selected.at[order[:k]].set(True)
+    order = np.argsort(-flat, kind="stable")   # descending, first index wins ties
+    selected[order[:k]] = True
   out, offset = [], 0
   for x, f in zip(leaves, flags, strict=True):
     if f:
-      out.append(selected[offset:offset + x.size].reshape(x.shape))
-      offset += x.size
+      out.append(jnp.asarray(selected[offset:offset + np.size(x)].reshape(np.shape(x))))
+      offset += np.size(x)
     else:
       out.append(jnp.zeros(np.shape(x), bool))
   return jax.tree_util.tree_unflatten(treedef, out)
@@ -110,6 +111,11 @@ def apply_mask(params: Any, mask: Any) -> Any:
     if jnp.asarray(m).dtype != jnp.bool_:
       raise ValueError(f"mask leaf '{path}' has dtype {jnp.asarray(m).dtype}; masks are "
                        "boolean (True = set to zero). Use mask.astype(bool) if it is 0/1.")
+  return _apply(params, mask)
+
+
+@jax.jit
+def _apply(params: Any, mask: Any) -> Any:
   return jax.tree.map(lambda p, m: jnp.where(m, jnp.zeros_like(p), p), params, mask)
 
 
@@ -152,8 +158,12 @@ def random_mask(key: jax.Array, params: Any, ratio: float, *,
                 maskable: Maskable = "all") -> Any:
   """RandomMask: exactly ``round(ratio * n)`` eligible entries, uniformly at random."""
   leaves, treedef = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  scores = [jax.random.uniform(k, np.shape(x)) for k, x in zip(keys, leaves, strict=True)]
+  # One draw for all leaves: a single RNG program instead of one per leaf.
+  u = jax.random.uniform(key, (sum(int(np.size(x)) for x in leaves),))
+  scores, offset = [], 0
+  for x in leaves:
+    scores.append(u[offset:offset + np.size(x)].reshape(np.shape(x)))
+    offset += int(np.size(x))
   return top_fraction_mask(jax.tree_util.tree_unflatten(treedef, scores), ratio,
                            maskable=maskable)
 

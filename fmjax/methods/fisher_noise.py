@@ -26,6 +26,7 @@ as in the paper's figures.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
@@ -66,6 +67,21 @@ def noise_variance(fisher: dict, params: dict, classifier: tuple[str, ...], *,
           jax.tree_util.tree_unflatten(treedef, variances))
 
 
+@functools.partial(jax.jit, static_argnames=("classifier", "alpha", "forget_classes"))
+def _sample(h, params, key, *, classifier, alpha, forget_classes):
+  """``mu + sqrt(var) * eps`` and ``var``, in one compiled program."""
+  mu, var = noise_variance(h, params, classifier, alpha=alpha, forget_classes=forget_classes)
+  leaves, treedef = jax.tree_util.tree_flatten(mu)
+  # One draw for all parameters (one RNG program: per-leaf draws compile slowly on CPU).
+  eps = jax.random.normal(key, (sum(m.size for m in leaves),), jnp.float32)
+  noisy, offset = [], 0
+  for m, v in zip(leaves, jax.tree_util.tree_leaves(var), strict=True):
+    e = eps[offset:offset + m.size].reshape(m.shape).astype(m.dtype)
+    noisy.append(m + jnp.sqrt(v) * e)
+    offset += m.size
+  return jax.tree_util.tree_unflatten(treedef, noisy), var
+
+
 def fisher_noise(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
                  key: jax.Array) -> Edit:
   """Samples the noisy model. Needs the remain set (its Fisher shapes the noise)."""
@@ -79,13 +95,8 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Method
   scored = time.perf_counter()
   classifier = _channels.classifier_path(model, {"params": params, **model_state},
                                          task.image_shape, APPLY_KWARGS)
-  mu, var = noise_variance(h, params, classifier, alpha=settings.noise_alpha,
-                           forget_classes=task.forget_classes)
-  leaves, treedef = jax.tree_util.tree_flatten(mu)
-  keys = jax.random.split(noise_key, len(leaves))
-  noisy = [m + jnp.sqrt(v) * jax.random.normal(k, m.shape, m.dtype)
-           for m, v, k in zip(leaves, jax.tree_util.tree_leaves(var), keys, strict=True)]
-  new = jax.tree_util.tree_unflatten(treedef, noisy)
+  new, var = _sample(h, params, noise_key, classifier=classifier, alpha=settings.noise_alpha,
+                     forget_classes=task.forget_classes)
   jax.block_until_ready(new)
   info = {"classifier": "/".join(classifier),
           "mean_std": float(np.mean([float(jnp.sqrt(v).mean())

@@ -1,0 +1,329 @@
+"""Tables and figures of an experiment, rebuilt from its finished units only.
+
+Nothing here computes a model: it reads ``experiment.json`` and every unit's
+``metrics.jsonl`` / ``summary.json`` and writes ``results.csv`` (one row per
+readout record), ``report.md`` (Markdown tables, mean +- std over seeds) and
+``figure.png`` (forget row and remain row, one panel per setting, mean line
+with a +-1 std band).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import pathlib
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from experiments._runner import unit_dir
+from experiments._spec import Experiment, Unit
+
+LABELS = {"forget_test_accuracy": "forget test acc", "remain_test_accuracy": "remain test acc",
+          "test_accuracy": "test acc", "noise_accuracy": "noise acc"}
+PHASE_ORDER = ("score", "mask", "noise", "init", "finetune", "evaluate", "relearn")
+
+
+@dataclasses.dataclass
+class UnitResult:
+  unit: Unit
+  seed: int
+  records: list[dict]
+  summary: dict | None   # None: not finished
+
+
+def load_experiment(root: str | pathlib.Path) -> Experiment:
+  path = pathlib.Path(root) / "experiment.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{root} holds no experiment (no experiment.json); run one with "
+                            "`python -m experiments.run NAME --workdir ...`.")
+  return Experiment.from_json(json.loads(path.read_text()))
+
+
+def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
+  """The experiment and every unit's records (finished or not)."""
+  root = pathlib.Path(root)
+  exp = load_experiment(root)
+  out = []
+  for seed in exp.seeds:
+    for unit in exp.units:
+      d = unit_dir(root, unit.setting, unit.line, seed)
+      records = []
+      if (d / "metrics.jsonl").exists():
+        records = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()
+                   if x.strip()]
+      summary = None
+      if (d / "summary.json").exists():
+        summary = json.loads((d / "summary.json").read_text())
+      out.append(UnitResult(unit, seed, records, summary))
+  return exp, out
+
+
+def _scalar_items(record: dict) -> dict:
+  out = {}
+  for k, v in record.items():
+    if isinstance(v, bool) or v is None:
+      out[k] = v
+    elif isinstance(v, int | float | str):
+      out[k] = v
+    elif k == "seconds":
+      out.update({f"seconds_{p}": s for p, s in v.items()})
+  return out
+
+
+def write_csv(results: Sequence[UnitResult], path: pathlib.Path) -> None:
+  rows = []
+  for r in results:
+    for rec in r.records:
+      rows.append({"setting": r.unit.setting, "line": r.unit.line, "method": r.unit.method,
+                   "seed": r.seed, "finished": r.summary is not None, **_scalar_items(rec)})
+  keys: list[str] = []
+  for row in rows:
+    keys += [k for k in row if k not in keys]
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _ms(values: Sequence[float | None], *, percent: bool = True) -> str:
+  vals = np.asarray([v for v in values if v is not None], np.float64)
+  if vals.size == 0:
+    return "–"
+  scale = 100.0 if percent else 1.0
+  mean = vals.mean() * scale
+  if vals.size == 1:
+    return f"{mean:.2f}"
+  return f"{mean:.2f} ± {vals.std(ddof=1) * scale:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def _grouped(results: Sequence[UnitResult]) -> dict[tuple[str, str], list[UnitResult]]:
+  groups: dict[tuple[str, str], list[UnitResult]] = defaultdict(list)
+  for r in results:
+    if r.summary is not None:
+      groups[(r.unit.setting, r.unit.line)].append(r)
+  return groups
+
+
+def _settings(exp: Experiment) -> list[str]:
+  return list(dict.fromkeys(u.setting for u in exp.units))
+
+
+def final_table(exp: Experiment, results) -> str:
+  a, b = exp.rows
+  header = ["setting", "method", f"{LABELS[a]}, edit", f"{LABELS[a]}, final",
+            f"{LABELS[b]}, edit", f"{LABELS[b]}, final", "MIA member rate", "relearn epochs",
+            "seeds"]
+  rows = []
+  groups = _grouped(results)
+  for unit in exp.units:
+    g = groups.get((unit.setting, unit.line))
+    if not g:
+      continue
+    s = [r.summary for r in g]
+    relearn = [x.get("relearn_epochs") for x in s if "relearn_epochs" in x]
+    relearn_text = "–" if not relearn else ", ".join(
+        ">max" if v is None else str(v) for v in relearn)
+    rows.append([unit.setting, unit.line, _ms([x["mask_only"].get(a) for x in s]),
+                 _ms([x["final"].get(a) for x in s]), _ms([x["mask_only"].get(b) for x in s]),
+                 _ms([x["final"].get(b) for x in s]),
+                 _ms([x["final"].get("mia_member_rate") for x in s]), relearn_text,
+                 str(len(s))])
+  originals = [r.summary["original"] for r in results if r.summary is not None]
+  note = ""
+  if originals:
+    note = (f"\n\nOriginal model: {LABELS[a]} {_ms([o.get(a) for o in originals])}, "
+            f"{LABELS[b]} {_ms([o.get(b) for o in originals])}, MIA member rate "
+            f"{_ms([o.get('mia_member_rate') for o in originals])}.")
+  return ("Accuracies in %, mean ± std over seeds. *edit*: right after the method's edit, "
+          "before fine-tuning; *final*: after the last fine-tuning epoch. MIA member rate: "
+          "% of forget examples the attack calls members (compare with retrain).\n\n"
+          + _table(header, rows) + note)
+
+
+def mask_only_table(exp: Experiment, results) -> str:
+  a, b = exp.rows
+  by_line: dict[str, list[dict]] = defaultdict(list)
+  originals: list[dict] = []
+  settings = set()
+  for r in results:
+    if r.summary is None:
+      continue
+    by_line[r.unit.line].append(r.summary["mask_only"])
+    originals.append(r.summary["original"])
+    settings.add(r.unit.setting)
+  if not by_line:
+    return "(no finished unit)"
+  orig_b = np.mean([o[b] for o in originals if o.get(b) is not None])
+  rows = [["original model", _ms([o.get(a) for o in originals]),
+           _ms([o.get(b) for o in originals]), "100.0"]]
+  for line in dict.fromkeys(u.line for u in exp.units):
+    if line in by_line:
+      vals = by_line[line]
+      kept = np.mean([v[b] for v in vals if v.get(b) is not None]) / orig_b * 100
+      rows.append([line, _ms([v.get(a) for v in vals]), _ms([v.get(b) for v in vals]),
+                   f"{kept:.1f}"])
+  return (f"Right after the edit, no fine-tuning; mean ± std over {len(settings)} setting(s) "
+          "and their seeds, in %. *kept*: remain accuracy as % of the original model's.\n\n"
+          + _table(["method", LABELS[a], LABELS[b], "kept"], rows))
+
+
+def outliers_table(exp: Experiment, results) -> str:
+  groups = _grouped(results)
+  settings = _settings(exp)
+  header = ["method"] + [f"{s}: {c}" for s in settings for c in ("best test acc",
+                                                                  "best noise acc")]
+  rows = []
+  for line in dict.fromkeys(u.line for u in exp.units):
+    row = [line]
+    for s in settings:
+      g = groups.get((s, line), [])
+      row += [_ms([r.summary.get("best_test_accuracy") for r in g]),
+              _ms([r.summary.get("best_noise_accuracy") for r in g])]
+    rows.append(row)
+  return ("Best accuracy within T epochs (the edit included), in %, mean ± std over seeds; "
+          "noise acc: the removed points with their true labels.\n\n" + _table(header, rows))
+
+
+def volatility_table(exp: Experiment, results) -> str:
+  a, b = exp.rows
+  header = ["setting", "method", f"{LABELS[a]}: mean abs change", f"{LABELS[a]}: adverse",
+            f"{LABELS[b]}: mean abs change", f"{LABELS[b]}: adverse"]
+  rows = []
+  groups = _grouped(results)
+  for unit in exp.units:
+    g = groups.get((unit.setting, unit.line))
+    if not g or g[0].summary["epochs"] == 0:
+      continue
+    vol = [r.summary.get("volatility", {}) for r in g]
+    rows.append([unit.setting, unit.line] + [
+        _ms([v.get(k, {}).get(kind) for v in vol]) for k in (a, b) for kind in ("abs",
+                                                                                  "adverse")])
+  return ("Volatility of each curve over epochs 0..T (Section 4.1), in accuracy points: the "
+          "mean absolute change per epoch, and the mean adverse change (remain drops, forget "
+          "rises). The paper's literal formula telescopes to (last - first)/(T-1); it is in "
+          "summary.json as `signed`.\n\n" + _table(header, rows))
+
+
+def seconds_table(exp: Experiment, results) -> str:
+  groups = _grouped(results)
+  phases = [p for p in PHASE_ORDER if any(p in r.summary["seconds"] for g in groups.values()
+                                          for r in g)]
+  rows = []
+  for unit in exp.units:
+    g = groups.get((unit.setting, unit.line))
+    if not g:
+      continue
+    rows.append([unit.setting, unit.line] + [
+        _ms([r.summary["seconds"].get(p) for r in g], percent=False) for p in phases])
+  return ("Wall time per phase in seconds, mean ± std over seeds (evaluate: all readouts, "
+          "the original model's included).\n\n" + _table(["setting", "method"] + phases, rows))
+
+
+TABLES = {"final": ("Final readouts", final_table), "mask_only": ("Mask only", mask_only_table),
+          "outliers": ("Outlier deletion", outliers_table),
+          "volatility": ("Volatility", volatility_table),
+          "seconds": ("Wall time", seconds_table)}
+
+
+def _curve(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+  pts = [(r["epoch"], r[key]) for r in records
+         if r["phase"] in ("edit", "finetune") and r.get(key) is not None]
+  return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  groups = _grouped(results)
+  settings = [s for s in _settings(exp) if any(k[0] == s for k in groups)]
+  if not settings:
+    return None
+  fig, axes = plt.subplots(2, len(settings), figsize=(3.6 * len(settings) + 1.6, 5.6),
+                           squeeze=False, sharex="col")
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  lines = list(dict.fromkeys(u.line for u in exp.units))
+  for col, setting in enumerate(settings):
+    for row, key in enumerate(exp.rows):
+      ax = axes[row, col]
+      for i, line in enumerate(lines):
+        g = groups.get((setting, line))
+        if not g:
+          continue
+        curves = [_curve(r.records, key) for r in g]
+        n = min(len(c[0]) for c in curves)
+        if n == 0:
+          continue
+        x = np.asarray(curves[0][0][:n])
+        ys = np.asarray([c[1][:n] for c in curves]) * 100
+        mean, std = ys.mean(0), ys.std(0)
+        method = g[0].unit.method
+        if method == "fisher_noise":
+          ax.axhline(mean[-1], color="black", ls="--", lw=1, label=line)
+          continue
+        style = {"color": "tab:red", "ls": "--"} if method == "retrain" else {
+            "color": colors[i % len(colors)]}
+        if n == 1:
+          ax.plot(x, mean, marker="*", ms=10, ls="none", label=line, **{
+              k: v for k, v in style.items() if k == "color"})
+        else:
+          ax.plot(x, mean, lw=1.4, label=line, **style)
+          ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=style["color"])
+        if method == "retrain":
+          ax.axhline(mean[-1], color="tab:red", ls=":", lw=1)
+      if col == 0:
+        ax.set_ylabel(f"{LABELS[key]} (%)")
+      if row == 0:
+        ax.set_title(setting, fontsize=10)
+      else:
+        ax.set_xlabel("fine-tuning epoch (0 = after the edit)")
+      ax.grid(alpha=0.3)
+  seen: dict[str, Any] = {}
+  for ax in axes.flat:
+    for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+      seen.setdefault(label, handle)
+  fig.legend(list(seen.values()), list(seen.keys()), loc="center right", fontsize=8,
+             frameon=False)
+  fig.suptitle(exp.title, fontsize=10)
+  fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 0.96))
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+  return path
+
+
+def build(root: str | pathlib.Path) -> dict[str, Any]:
+  """Writes results.csv, report.md and figure.png from the finished units."""
+  root = pathlib.Path(root)
+  exp, results = collect(root)
+  write_csv(results, root / "results.csv")
+  pending = [f"{r.unit.setting} / {r.unit.line} / seed {r.seed}" for r in results
+             if r.summary is None]
+  parts = [f"# {exp.title}", "",
+           f"Experiment `{exp.name}`; {len(results) - len(pending)} of {len(results)} "
+           f"units finished (seeds {', '.join(map(str, exp.seeds))}). Rebuild with "
+           f"`python -m experiments.report {root}`."]
+  fig_path = None
+  if exp.figure == "curves":
+    fig_path = figure(exp, results, root / "figure.png")
+    if fig_path is not None:
+      parts += ["", f"![curves]({fig_path.name})"]
+  for name in exp.tables:
+    title, fn = TABLES[name]
+    parts += ["", f"## {title}", "", fn(exp, results)]
+  if pending:
+    parts += ["", "## Not finished", "", ", ".join(pending)]
+  (root / "report.md").write_text("\n".join(parts) + "\n")
+  return {"report": root / "report.md", "figure": fig_path, "csv": root / "results.csv",
+          "pending": pending}

@@ -1,0 +1,74 @@
+"""Runs an experiment in a work directory; every finished unit is kept.
+
+Layout of ``WORKDIR``::
+
+    experiment.json                       the Experiment (a different one is refused)
+    originals/<key>/                      training runs (resumable, fmjax.training)
+    units/<setting>/<line>/seed<k>/       unlearning runs (resumable, fmjax.unlearning)
+    results.csv, report.md, *.png         rebuilt by experiments.report
+
+A unit whose ``summary.json`` exists is finished and never recomputed; an
+interrupted unit resumes after its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+from experiments._spec import Experiment, slug
+from fmjax import checkpoints, data, training, unlearning
+
+
+def original_dir(root: pathlib.Path, key: str) -> pathlib.Path:
+  return root / "originals" / slug(key)
+
+
+def unit_dir(root: pathlib.Path, setting: str, line: str, seed: int) -> pathlib.Path:
+  return root / "units" / slug(setting) / slug(line) / f"seed{seed}"
+
+
+def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = None,
+        progress: bool | None = None) -> dict:
+  """Trains the originals and runs every (unit, seed) not finished yet.
+
+  Returns:
+    ``{'trained': [...], 'ran': [...], 'skipped': [...], 'seconds': {...}}``.
+  """
+  root = checkpoints.claim_workdir(workdir, exp.to_json())
+  (root / "experiment.json").write_text((root / "config.json").read_text())
+  say = (lambda msg: None) if progress is False else (
+      lambda msg: print(msg, file=sys.stderr, flush=True))
+  datasets: dict[str, data.Dataset] = {}
+  seconds: dict[str, float] = {}
+  for key, orig in exp.originals.items():
+    if orig.dataset not in datasets:
+      datasets[orig.dataset] = data.load_dataset(orig.dataset, data_dir)
+    config = training.default_config(orig.dataset, orig.model, **dict(orig.train))
+    say(f"== original {key}: {orig.model} on {orig.dataset}, {config.epochs} epochs")
+    start = time.perf_counter()
+    training.train(config, original_dir(root, key), dataset=datasets[orig.dataset],
+                   progress=progress)
+    seconds[f"train {key}"] = time.perf_counter() - start
+  ran, skipped = [], []
+  total = len(exp.units) * len(exp.seeds)
+  done = 0
+  for seed in exp.seeds:
+    for unit in exp.units:
+      done += 1
+      out = unit_dir(root, unit.setting, unit.line, seed)
+      label = f"{unit.setting} / {unit.line} / seed {seed}"
+      if (out / "summary.json").exists():
+        skipped.append(label)
+        continue
+      orig = exp.originals[unit.original]
+      config = unlearning.make_config(str(original_dir(root, unit.original)), unit.method,
+                                      seed=seed, **dict(unit.unlearn))
+      say(f"== [{done}/{total}] {label}")
+      start = time.perf_counter()
+      unlearning.unlearn(config, out, dataset=datasets[orig.dataset],
+                                  progress=False if progress is False else None)
+      seconds[label] = time.perf_counter() - start
+      ran.append(label)
+  return {"ran": ran, "skipped": skipped, "seconds": seconds}

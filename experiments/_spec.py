@@ -1,0 +1,113 @@
+"""What an experiment is: original models to train, and units to run over seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fmjax.methods import get_method
+
+SMALL_TRAIN = {"epochs": 2}
+SMALL_UNLEARN = {"relearn_epochs": 0, "fisher_chunk": 32, "ig_steps": 2, "influence_iters": 2,
+                 "influence_examples": 64, "score_limit": 200, "eval_limit": 300}
+
+
+@dataclasses.dataclass(frozen=True)
+class Original:
+  """A model to train first: ``fmjax.training.default_config(dataset, model, **train)``."""
+  dataset: str
+  model: str
+  train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """One unlearning run, repeated over the experiment's seeds.
+
+  Attributes:
+    setting: the panel of a figure / column group of a table it belongs to.
+    line: its curve / row label.
+    method: the method name.
+    original: key of the :class:`Original` it starts from.
+    unlearn: overrides for :func:`fmjax.unlearning.make_config`.
+  """
+  setting: str
+  line: str
+  method: str
+  original: str = "main"
+  unlearn: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """A whole experiment.
+
+  Attributes:
+    name: the config module's name.
+    title: what it reproduces.
+    originals: models to train, by key.
+    units: the runs.
+    seeds: unlearning seeds (the original models are trained once, seed 0 of
+      their training config; the seeds vary the edit's key, the fine-tuning
+      order and the data subsets).
+    tables: report tables: any of 'final', 'mask_only', 'outliers',
+      'volatility', 'seconds'.
+    figure: 'curves' (forget row and remain row, one panel per setting) or None.
+    rows: the two curve rows of the figure (readout names).
+  """
+  name: str
+  title: str
+  originals: Mapping[str, Original]
+  units: tuple[Unit, ...]
+  seeds: tuple[int, ...] = (0, 1, 2)
+  tables: tuple[str, ...] = ("final", "mask_only", "volatility", "seconds")
+  figure: str | None = "curves"
+  rows: tuple[str, str] = ("forget_test_accuracy", "remain_test_accuracy")
+
+  def __post_init__(self):
+    keys = [(u.setting, u.line) for u in self.units]
+    if len(set(keys)) != len(keys):
+      raise ValueError(f"experiment {self.name}: two units share a (setting, line).")
+    missing = {u.original for u in self.units} - set(self.originals)
+    if missing:
+      raise ValueError(f"experiment {self.name}: units refer to unknown originals {missing}.")
+
+  def to_json(self) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+
+  @classmethod
+  def from_json(cls, raw: Mapping) -> Experiment:
+    raw = dict(raw)
+    raw["originals"] = {k: Original(**v) for k, v in raw["originals"].items()}
+    raw["units"] = tuple(Unit(**u) for u in raw["units"])
+    for k in ("seeds", "tables", "rows"):
+      raw[k] = tuple(raw[k])
+    return cls(**raw)
+
+
+def slug(text: str) -> str:
+  """A directory name for a setting or line label."""
+  return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "_"
+
+
+def shrink(exp: Experiment, *, dataset: str = "digits", model: str = "small_cnn",
+           train_limit: int | None = None) -> Experiment:
+  """The small/fast form: every original on ``dataset``/``model`` for 2 epochs,
+  units with 1 fine-tuning epoch (0 stays 0) and cheap scoring, one seed."""
+  originals = {k: Original(dataset, model, {**o.train, **SMALL_TRAIN,
+                                            **({"train_limit": train_limit}
+                                               if train_limit else {})})
+               for k, o in exp.originals.items()}
+  units = []
+  for u in exp.units:
+    over = {**SMALL_UNLEARN, **u.unlearn}
+    default = get_method(u.method).finetune_epochs
+    if u.unlearn.get("epochs", default) != 0:
+      over["epochs"] = 1
+    if "remain_limit" in over:
+      over["remain_limit"] = min(over["remain_limit"], 50)
+    units.append(dataclasses.replace(u, unlearn=over))
+  return dataclasses.replace(exp, originals=originals, units=tuple(units), seeds=(0,))

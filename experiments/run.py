@@ -1,0 +1,76 @@
+"""``python -m experiments.run NAME [--small] [--workdir DIR] [config options]``.
+
+Runs the experiment config ``experiments/NAME.py`` (its ``get_config``), then
+writes ``results.csv``, ``report.md`` and the figures. Rerun the same command
+after an interruption: finished units are skipped, an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from experiments import EXPERIMENTS, _report, _runner  # noqa: E402
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__)
+  p.add_argument("name", choices=EXPERIMENTS)
+  p.add_argument("--workdir", default=None, help="default: runs/NAME[-DATASET-MODEL][-small]")
+  p.add_argument("--small", action="store_true", help="the smoke form (digits, one seed)")
+  p.add_argument("--dataset", default=None, help="class_removal etc.: the dataset")
+  p.add_argument("--model", default=None, help="class_removal etc.: the model")
+  p.add_argument("--seeds", default=None, help="comma-separated unlearning seeds")
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--quiet", action="store_true")
+  return p
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parser().parse_args(argv)
+  module = importlib.import_module(f"experiments.{args.name}")
+  kwargs = {"small": args.small}
+  if args.dataset:
+    kwargs["dataset"] = args.dataset
+  if args.model:
+    kwargs["model"] = args.model
+  if args.seeds:
+    kwargs["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+  workdir = args.workdir or "runs/" + "-".join(
+      [args.name] + [v for v in (args.dataset, args.model) if v] + (["small"] if args.small
+                                                                    else []))
+  accepted = inspect.signature(module.get_config).parameters
+  extra = [k for k in kwargs if k not in accepted]
+  if extra:
+    print(f"error: {args.name} does not take --{', --'.join(extra)}.", file=sys.stderr)
+    return 2
+  try:
+    exp = module.get_config(**kwargs)
+    start = time.perf_counter()
+    outcome = _runner.run(exp, workdir, data_dir=args.data_dir,
+                          progress=False if args.quiet else None)
+    paths = _report.build(workdir)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  elapsed = time.perf_counter() - start
+  with open(pathlib.Path(workdir) / "timing.jsonl", "a") as f:   # one line per invocation
+    f.write(json.dumps({"wall_s": elapsed, "ran": len(outcome["ran"]),
+                        "skipped": len(outcome["skipped"]), "seconds": outcome["seconds"]})
+            + "\n")
+  print(f"{args.name}: {len(outcome['ran'])} units run, {len(outcome['skipped'])} already "
+        f"finished, {elapsed:.0f}s; report: {paths['report']}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,89 @@
+"""Every experiment config in its small form, end to end on digits; report and compare."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from experiments import EXPERIMENTS, _report, _runner, compare, report, run
+from experiments._spec import Experiment, Original, Unit
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_small_and_resumes_without_recomputing(tmp_path, name, capsys):
+  module = importlib.import_module(f"experiments.{name}")
+  full = module.get_config()
+  assert full.units and full.originals and "Run" in module.__doc__
+  exp = module.get_config(small=True)
+  assert {o.dataset for o in exp.originals.values()} == {"digits"}
+  assert {u.method for u in exp.units} <= {u.method for u in full.units}
+  code = run.main([name, "--small", "--workdir", str(tmp_path), "--quiet"])
+  assert code == 0
+  text = (tmp_path / "report.md").read_text()
+  assert text.startswith(f"# {exp.title}") and "units finished" in text
+  for table in exp.tables:
+    assert f"## {_report.TABLES[table][0]}" in text
+  assert "Not finished" not in text
+  if exp.figure:
+    assert (tmp_path / "figure.png").stat().st_size > 5_000
+  rows = (tmp_path / "results.csv").read_text().splitlines()
+  assert len(rows) > len(exp.units) and rows[0].startswith("setting,line,method,seed")
+  # A rerun recomputes nothing: every unit is skipped.
+  outcome = _runner.run(exp, tmp_path, progress=False)
+  assert outcome["ran"] == [] and len(outcome["skipped"]) == len(exp.units) * len(exp.seeds)
+  # The report rebuilds from the files alone.
+  (tmp_path / "report.md").unlink()
+  assert report.main([str(tmp_path)]) == 0
+  assert capsys.readouterr().out.startswith(f"# {exp.title}")
+
+
+def _tiny(name="t", methods=("finetune", "fisher_mask")):
+  return Experiment(name=name, title="tiny", originals={"main": Original(
+      "digits", "small_cnn", {"epochs": 2})}, units=tuple(
+          Unit("digits", m, m, "main", {"epochs": 1, "relearn_epochs": 0, "mia": False})
+          for m in methods), seeds=(0,))
+
+
+def test_an_interrupted_experiment_keeps_finished_units(tmp_path):
+  exp = _tiny()
+  _runner.run(exp, tmp_path, progress=False)
+  # Simulate an interruption inside the second unit: its summary is missing.
+  unit = _runner.unit_dir(tmp_path, "digits", "fisher_mask", 0)
+  (unit / "summary.json").unlink()
+  before = (_runner.unit_dir(tmp_path, "digits", "finetune", 0) / "metrics.jsonl").read_text()
+  outcome = _runner.run(exp, tmp_path, progress=False)
+  assert outcome["ran"] == ["digits / fisher_mask / seed 0"]
+  assert outcome["skipped"] == ["digits / finetune / seed 0"]
+  after = (_runner.unit_dir(tmp_path, "digits", "finetune", 0) / "metrics.jsonl").read_text()
+  assert before == after
+  # A different experiment in the same directory is refused.
+  with pytest.raises(ValueError, match="different config"):
+    _runner.run(_tiny(methods=("finetune",)), tmp_path, progress=False)
+
+
+def test_report_marks_pending_units_and_compare_sets_runs_side_by_side(tmp_path, capsys):
+  exp = _tiny()
+  _runner.run(exp, tmp_path / "a", progress=False)
+  (_runner.unit_dir(tmp_path / "a", "digits", "finetune", 0) / "summary.json").unlink()
+  paths = _report.build(tmp_path / "a")
+  assert paths["pending"] == ["digits / finetune / seed 0"]
+  assert "## Not finished" in paths["report"].read_text()
+  _runner.run(exp, tmp_path / "b", progress=False)
+  table = compare.compare(str(tmp_path / "a"), str(tmp_path / "b"))
+  assert "| digits | fisher_mask |" in table and "finetune" not in table.split("\n", 3)[-1]
+  assert compare.main([str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2
+  assert "no experiment" in capsys.readouterr().err
+
+
+def test_bad_experiment_definitions_and_options(tmp_path, capsys):
+  with pytest.raises(ValueError, match="share a"):
+    Experiment("x", "x", {"main": Original("digits", "small_cnn")},
+               (Unit("s", "a", "finetune"), Unit("s", "a", "fisher_mask")))
+  with pytest.raises(ValueError, match="unknown originals"):
+    Experiment("x", "x", {}, (Unit("s", "a", "finetune"),))
+  assert run.main(["mask_only", "--dataset", "mnist", "--workdir", str(tmp_path)]) == 2
+  assert "does not take --dataset" in capsys.readouterr().err
+  exp = _tiny()
+  assert Experiment.from_json(json.loads(json.dumps(exp.to_json()))) == exp
