@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,10 +15,23 @@ from fmjax.data.preprocess import normalize
 
 
 def make_predict_fn(model: nn.Module, mean: Any, std: Any) -> Callable:
-  """Jitted ``predict(params, model_state, images_uint8 [B, H, W, C]) -> logits [B, K]``."""
-  mean, std = jnp.asarray(mean), jnp.asarray(std)
+  """``predict(params, model_state, images_uint8 [B, H, W, C]) -> logits [B, K]``.
 
-  def predict(params, model_state, images):
+  One compiled program per model (mean and std are arguments), shared by every
+  predict function of that model in the process.
+  """
+  mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+  compiled = _compiled_predict(model)
+  return functools.partial(_call_predict, compiled, mean, std)
+
+
+def _call_predict(compiled, mean, std, params, model_state, images):
+  return compiled(params, model_state, images, mean, std)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_predict(model: nn.Module) -> Callable:
+  def predict(params, model_state, images, mean, std):
     return model.apply({"params": params, **model_state}, normalize(images, mean, std),
                        train=False)
 

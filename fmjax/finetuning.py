@@ -12,13 +12,18 @@ Masked weights start at zero; by default fine-tuning may move them again (the
 paper's procedure). With ``freeze=mask`` they stay exactly zero: the
 gradient is zeroed before weight decay and momentum see it, and the final
 update is zeroed too, so neither momentum nor weight decay can move them.
+
+The optimiser is the original one (SGD, momentum, coupled weight decay) with
+the learning rate applied as a number per step, so a single compiled step
+serves every method, schedule and seed of a process.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -26,34 +31,51 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fmjax import schedules, training
+from fmjax import data, schedules, training
 
 
-class ZeroMaskedState(NamedTuple):
-  """Stateless."""
+def finetune_optimizer(*, momentum: float, weight_decay: float
+                       ) -> optax.GradientTransformation:
+  """The training optimiser WITHOUT its learning rate: weight decay added to the
+  gradient, then momentum (PyTorch's SGD). The step multiplies the result by
+  ``-lr``, with ``lr`` passed in as a number, so one compiled step serves every
+  schedule (and every run of a process with the same model)."""
+  return optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum))
 
 
-def zero_masked(mask: Any) -> optax.GradientTransformation:
-  """Sets the updates of masked entries (mask True) to exactly zero."""
+@functools.lru_cache(maxsize=16)
+def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool):
+  """One jitted fine-tuning step per (model, optimiser settings, augmentation)."""
+  optimizer = finetune_optimizer(momentum=momentum, weight_decay=weight_decay)
 
-  def init(params):
-    del params
-    return ZeroMaskedState()
+  def step(state, images, labels, idx, key, lr, freeze, mean, std):
+    x = images[idx]
+    if augment:
+      x = data.augment(key, x)
+    batch = {"image": data.normalize(x, mean, std), "label": labels[idx]}
 
-  def update(updates, state, params=None):
-    del params
-    return jax.tree.map(lambda u, m: jnp.where(m, jnp.zeros_like(u), u), updates, mask), state
+    def loss_fn(params):
+      logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
+                                    train=True, mutable=list(state.model_state))
+      return training.cross_entropy(logits, batch["label"]), (logits, updates)
 
-  return optax.GradientTransformation(init, update)
+    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if freeze is not None:   # frozen entries: no gradient, so no decay or momentum either
+      grads = _zero_where(freeze, grads)
+    deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    deltas = jax.tree.map(lambda d: -lr * d, deltas)
+    if freeze is not None:
+      deltas = _zero_where(freeze, deltas)
+    params = optax.apply_updates(state.params, deltas)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    return training.TrainState(params, {**state.model_state, **updates}, opt_state), {
+        "loss": loss, "accuracy": accuracy}
+
+  return jax.jit(step), optimizer
 
 
-def finetune_optimizer(lr: float | optax.Schedule, *, momentum: float, weight_decay: float,
-                       freeze: Any = None) -> optax.GradientTransformation:
-  """The training optimiser, optionally keeping the ``freeze`` mask's entries at zero."""
-  opt = training.sgd(lr, momentum=momentum, weight_decay=weight_decay)
-  if freeze is None:
-    return opt
-  return optax.chain(zero_masked(freeze), opt, zero_masked(freeze))
+def _zero_where(mask: Any, tree: Any) -> Any:
+  return jax.tree.map(lambda m, t: jnp.where(m, jnp.zeros_like(t), t), mask, tree)
 
 
 def finetune_schedule(original: schedules.StepSchedule, mode: str | float, *,
@@ -80,8 +102,17 @@ def finetune_schedule(original: schedules.StepSchedule, mode: str | float, *,
                    f"got {mode!r}.")
 
 
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Optimiser steps of one epoch (a ragged last batch is filled up, see Finetuner)."""
+  return math.ceil(num_examples / min(batch_size, num_examples))
+
+
 class Finetuner:
-  """Runs fine-tuning epochs on a set of training indices (one compiled step).
+  """Runs fine-tuning epochs on a set of training indices.
+
+  Every step is the same compiled program (shared by all Finetuners of one
+  process with the same model and optimiser settings); the learning rate of
+  step t is ``lr(t)``, evaluated on the host.
 
   Args:
     model: the classifier.
@@ -89,7 +120,9 @@ class Finetuner:
       moved to the device once.
     indices: the examples to fine-tune on.
     mean, std: normalisation statistics.
-    optimizer: from :func:`finetune_optimizer`.
+    lr: the learning rate: a number or an optax schedule over steps.
+    momentum, weight_decay: the original optimiser's.
+    freeze: a mask whose entries stay exactly zero, or None.
     batch_size: examples per step.
     augment: random crop and flip.
     seed: epoch orders and augmentation keys derive from (seed, epoch), so a
@@ -97,17 +130,22 @@ class Finetuner:
   """
 
   def __init__(self, model: nn.Module, images: Any, labels: Any, indices: np.ndarray, *,
-               mean: Any, std: Any, optimizer: optax.GradientTransformation, batch_size: int,
-               augment: bool, seed: int):
+               mean: Any, std: Any, lr: float | optax.Schedule, momentum: float,
+               weight_decay: float, batch_size: int, augment: bool, seed: int,
+               freeze: Any = None):
     if len(indices) == 0:
       raise ValueError("fine-tuning needs at least one training example.")
     self.indices = np.asarray(indices)
     self.batch_size = int(min(batch_size, len(self.indices)))
-    self.steps_per_epoch = math.ceil(len(self.indices) / self.batch_size)
-    self.optimizer = optimizer
+    self.steps_per_epoch = steps_per_epoch(len(self.indices), batch_size)
+    self.lr = lr if callable(lr) else optax.constant_schedule(float(lr))
     self.seed = seed
     self.images, self.labels = images, labels
-    self.step = training.make_epoch_step(model, optimizer, mean, std, augment)
+    self.mean = jnp.asarray(mean, jnp.float32)
+    self.std = jnp.asarray(std, jnp.float32)
+    self.freeze = freeze
+    self.step, self.optimizer = _compiled_step(model, float(momentum), float(weight_decay),
+                                               bool(augment))
     self.key = jax.random.key(seed)
 
   def init(self, params: Any, model_state: Any) -> training.TrainState:
@@ -124,8 +162,11 @@ class Finetuner:
       idx = order[i * self.batch_size:(i + 1) * self.batch_size]
       if len(idx) < self.batch_size:   # keep one compiled shape: wrap around
         idx = np.concatenate([idx, order[:self.batch_size - len(idx)]])
-      key = jax.random.fold_in(self.key, (epoch - 1) * self.steps_per_epoch + i)
-      state, m = self.step(state, self.images, self.labels, idx, key)
+      t = (epoch - 1) * self.steps_per_epoch + i
+      key = jax.random.fold_in(self.key, t)
+      lr = np.float32(self.lr(t))
+      state, m = self.step(state, self.images, self.labels, idx, key, lr, self.freeze,
+                           self.mean, self.std)
       sums = {k: sums[k] + m[k] for k in sums}
       if on_step is not None:
         on_step()

@@ -227,17 +227,17 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   batch_size = config.batch_size or train_cfg.batch_size
   images_dev, labels_dev = jnp.asarray(task.images), jnp.asarray(task.labels)
   ft_indices = task.remain if task.remain is not None else task.forget
-  spe = -(-len(ft_indices) // min(batch_size, len(ft_indices)))
+  spe = finetuning.steps_per_epoch(len(ft_indices), batch_size)
   mode = "original" if method.schedule == "original" else config.lr
   lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
                                     compress_epochs=config.compress_epochs)
 
   def make_finetuner(freeze):
-    opt = finetuning.finetune_optimizer(lr, momentum=train_cfg.momentum,
-                                        weight_decay=train_cfg.weight_decay, freeze=freeze)
     return finetuning.Finetuner(model, images_dev, labels_dev, ft_indices, mean=ds.mean,
-                                std=ds.std, optimizer=opt, batch_size=batch_size,
-                                augment=train_cfg.augment, seed=config.seed)
+                                std=ds.std, lr=lr, momentum=train_cfg.momentum,
+                                weight_decay=train_cfg.weight_decay, freeze=freeze,
+                                batch_size=batch_size, augment=train_cfg.augment,
+                                seed=config.seed)
 
   no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
   like_ft = make_finetuner(no_mask if config.freeze_mask else None)
@@ -308,8 +308,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
     threshold = config.relearn_threshold or records[0]["forget_train_loss"]
     relearn_ft = finetuning.Finetuner(
         model, images_dev, labels_dev, task.forget, mean=ds.mean, std=ds.std,
-        optimizer=finetuning.finetune_optimizer(train_cfg.lr, momentum=train_cfg.momentum,
-                                                weight_decay=train_cfg.weight_decay),
+        lr=train_cfg.lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay,
         batch_size=batch_size, augment=train_cfg.augment, seed=config.seed + 7)
     start = time.perf_counter()
     rel = readouts.relearn_time(evaluator, lambda s, e: relearn_ft.epoch(s, e)[0],

@@ -20,6 +20,9 @@ MICRO_CHUNK = 32  # examples per unrolled piece inside one compiled block
 PATHS = ("auto", "per_layer", "vmap")
 
 
+_KERNELS: dict[Any, Callable] = {}
+
+
 class FisherEstimate(NamedTuple):
   """A diagonal Fisher as a sum over ``count`` examples.
 
@@ -109,7 +112,23 @@ class FisherDiagFn:
     self.apply_kwargs = dict(apply_kwargs)
     self.check_finite = check_finite
     self._num_classes: dict[Any, int] = {}
-    self.kernel = jax.jit(self._block_sum)
+    self.kernel = self._shared_kernel()
+
+  def _shared_kernel(self) -> Callable:
+    """The jitted block kernel, shared by every FisherDiagFn of equal settings.
+
+    The kernel depends only on (model, kind, path, apply_kwargs); params and
+    state are arguments. Sharing it means a second ``make_fisher_diag`` for the
+    same model in one process (e.g. the next unlearning run) compiles nothing.
+    """
+    try:
+      key = (self.model, self.kind, self.path, tuple(sorted(self.apply_kwargs.items())))
+      hash(key)
+    except TypeError:   # unhashable settings: a kernel of its own
+      return jax.jit(self._block_sum)
+    if key not in _KERNELS:
+      _KERNELS[key] = jax.jit(self._block_sum)
+    return _KERNELS[key]
 
   # -- pure pieces -----------------------------------------------------------
   def _logits_fn(self, state: Mapping) -> Callable[[Any, jax.Array], jax.Array]:
