@@ -289,19 +289,24 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
   return TrainResult(state, metrics, ds)
 
 
-def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dataset | None = None
-                 ) -> tuple[TrainConfig, nn.Module, TrainState, data.Dataset]:
-  """The config, model, last checkpointed state and dataset of a training run."""
+def read_config(workdir: str) -> TrainConfig:
+  """The :class:`TrainConfig` of the training run in ``workdir``."""
   import json
   import pathlib
 
   path = pathlib.Path(workdir) / "config.json"
   if not path.exists():
-    raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train one "
-                            "with `python -m fmjax train --workdir ...`.")
+    raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train the "
+                            "original model first with `python -m fmjax train --workdir ...`.")
   raw = json.loads(path.read_text())
   raw["decay_epochs"] = tuple(raw["decay_epochs"])
-  config = TrainConfig(**raw)
+  return TrainConfig(**raw)
+
+
+def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dataset | None = None
+                 ) -> tuple[TrainConfig, nn.Module, TrainState, data.Dataset]:
+  """The config, model, last checkpointed state and dataset of a training run."""
+  config = read_config(workdir)
   ds = dataset or data.load_dataset(config.dataset, data_dir)
   n = len(training_set(config, ds)[1])
   model, _, _, like, _ = _setup(config, ds, n)

@@ -107,7 +107,7 @@ def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
   get_method(method)
   setting_names = {f.name for f in dataclasses.fields(MethodSettings)}
   setting_over = {k: overrides.pop(k) for k in list(overrides) if k in setting_names}
-  train_cfg = _read_train_config(checkpoint)
+  train_cfg = training.read_config(checkpoint)
   ratio = default_ratio(train_cfg.dataset) if ratio is None else ratio
   settings = MethodSettings(ratio=ratio, **{k: v for k, v in setting_over.items()
                                             if v is not None})
@@ -118,16 +118,6 @@ def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
   if "forget_classes" in values and values["forget_classes"] is not None:
     values["forget_classes"] = tuple(int(c) for c in np.atleast_1d(values["forget_classes"]))
   return UnlearnConfig(checkpoint=str(checkpoint), method=method, settings=settings, **values)
-
-
-def _read_train_config(workdir: str) -> training.TrainConfig:
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train the "
-                            "original model first with `python -m fmjax train --workdir ...`.")
-  raw = json.loads(path.read_text())
-  raw["decay_epochs"] = tuple(raw["decay_epochs"])
-  return training.TrainConfig(**raw)
 
 
 def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset
@@ -212,7 +202,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
             stop_after_epoch: int | None = None) -> UnlearnResult:
   """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring."""
   method = get_method(config.method)
-  train_cfg = _read_train_config(config.checkpoint)
+  train_cfg = training.read_config(config.checkpoint)
   _, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                 dataset=dataset)
   task, remain_all = build_task(config, train_cfg, ds)
@@ -277,8 +267,10 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
     mask = tree["mask"]
     ft = make_finetuner(mask if config.freeze_mask else None)
     state = training.TrainState(*tree["state"])
+    finished = start_epoch == epochs
     records = [r for r in records if r["phase"] in ("original", "edit")
-               or (r["phase"] == "finetune" and r["epoch"] <= start_epoch)]
+               or (r["phase"] == "finetune" and r["epoch"] <= start_epoch)
+               or (r["phase"] == "relearn" and finished)]
     checkpoints.write_metrics(workdir, records)
     say(f"[{config.method}] resuming after fine-tuning epoch {start_epoch}")
 
@@ -304,7 +296,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   if last < epochs:   # stopped early on request (tests of interruption)
     return UnlearnResult(records, {}, state)
 
-  if config.relearn_epochs > 0:
+  if config.relearn_epochs > 0 and not any(r["phase"] == "relearn" for r in records):
     threshold = config.relearn_threshold or records[0]["forget_train_loss"]
     relearn_ft = finetuning.Finetuner(
         model, images_dev, labels_dev, task.forget, mean=ds.mean, std=ds.std,

@@ -85,6 +85,9 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, trained, digit
     np.testing.assert_array_equal(a, b)
   assert [r["epoch"] for r in resumed.records] == [None, 0, 1, 2]
   assert resumed.summary["final"] == whole.summary["final"]
+  # Rerunning a finished run recomputes nothing and keeps its records.
+  again = unlearning.unlearn(config, tmp_path / "part", dataset=digits, progress=False)
+  assert again.records == resumed.records
 
 
 def test_outliers_and_no_remain_settings(tmp_path, digits):

@@ -16,7 +16,6 @@ import time
 import jax
 import numpy as np
 
-from fmjax import masks
 from fmjax.methods import _channels
 from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
 
@@ -52,11 +51,6 @@ def activation_mask(model, params, model_state, task: UnlearnTask, settings: Met
   start = time.perf_counter()
   seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
   scores = activation_scores(model, params, model_state, task, settings, seed)
-  scored = time.perf_counter()
-  layers = _channels.channel_layers(model, {"params": params, **model_state},
-                                    task.image_shape, APPLY_KWARGS)
-  mask, info = _channels.channel_mask(params, layers, scores, settings.ratio)
-  new = masks.apply_mask(params, mask)
-  jax.block_until_ready(new)
-  return Edit(new, model_state, mask, info,
-              {"score": scored - start, "mask": time.perf_counter() - scored})
+  return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
+                                       scores, settings.ratio,
+                                       {"score": time.perf_counter() - start})

@@ -31,7 +31,6 @@ import time
 import jax
 import numpy as np
 
-from fmjax import masks
 from fmjax.methods import _channels
 from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
 
@@ -81,11 +80,6 @@ def tfidf(model, params, model_state, task: UnlearnTask, settings: MethodSetting
   indices = np.sort(np.concatenate([task.forget, remain]))
   a = class_channel_means(model, params, model_state, task, indices, settings.batch_size)
   scores = {k: tfidf_scores(v, task.forget_classes) for k, v in a.items()}
-  scored = time.perf_counter()
-  layers = _channels.channel_layers(model, {"params": params, **model_state},
-                                    task.image_shape, APPLY_KWARGS)
-  mask, info = _channels.channel_mask(params, layers, scores, settings.ratio)
-  new = masks.apply_mask(params, mask)
-  jax.block_until_ready(new)
-  return Edit(new, model_state, mask, info,
-              {"score": scored - start, "mask": time.perf_counter() - scored})
+  return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
+                                       scores, settings.ratio,
+                                       {"score": time.perf_counter() - start})
