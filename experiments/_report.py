@@ -122,7 +122,7 @@ def _settings(exp: Experiment) -> list[str]:
 def final_table(exp: Experiment, results) -> str:
   a, b = exp.rows
   header = ["setting", "method", f"{LABELS[a]}, edit", f"{LABELS[a]}, final",
-            f"{LABELS[b]}, edit", f"{LABELS[b]}, final", "MIA member rate", "relearn epochs",
+            f"{LABELS[b]}, edit", f"{LABELS[b]}, final", "MIA member rate", "relearn steps",
             "seeds"]
   rows = []
   groups = _grouped(results)
@@ -131,7 +131,7 @@ def final_table(exp: Experiment, results) -> str:
     if not g:
       continue
     s = [r.summary for r in g]
-    relearn = [x.get("relearn_epochs") for x in s if "relearn_epochs" in x]
+    relearn = [x.get("relearn_steps") for x in s if "relearn_epochs" in x]
     relearn_text = "–" if not relearn else ", ".join(
         ">max" if v is None else str(v) for v in relearn)
     rows.append([unit.setting, unit.line, _ms([x["mask_only"].get(a) for x in s]),
@@ -147,7 +147,9 @@ def final_table(exp: Experiment, results) -> str:
             f"{_ms([o.get('mia_member_rate') for o in originals])}.")
   return ("Accuracies in %, mean ± std over seeds. *edit*: right after the method's edit, "
           "before fine-tuning; *final*: after the last fine-tuning epoch. MIA member rate: "
-          "% of forget examples the attack calls members (compare with retrain).\n\n"
+          "% of forget examples the attack calls members (compare with retrain). Relearn steps: "
+          "optimiser steps on the forget set until a batch's loss is back at the original "
+          "model's forget loss, per seed.\n\n"
           + _table(header, rows) + note)
 
 

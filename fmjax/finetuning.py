@@ -154,10 +154,15 @@ class Finetuner:
 
   def epoch(self, state: training.TrainState, epoch: int,
             on_step: Callable[[], None] | None = None) -> tuple[training.TrainState, dict]:
-    """One pass over the indices in a (seed, epoch)-determined order."""
+    """One pass over the indices in a (seed, epoch)-determined order.
+
+    Returns the new state and ``{'loss', 'accuracy'}`` (epoch means) with
+    ``'step_losses'``, the batch loss of every step before its update.
+    """
     order = self.indices[np.random.default_rng([self.seed, epoch]).permutation(
         len(self.indices))]
     sums = {"loss": 0.0, "accuracy": 0.0}
+    step_losses = []
     for i in range(self.steps_per_epoch):
       idx = order[i * self.batch_size:(i + 1) * self.batch_size]
       if len(idx) < self.batch_size:   # keep one compiled shape: wrap around
@@ -168,6 +173,9 @@ class Finetuner:
       state, m = self.step(state, self.images, self.labels, idx, key, lr, self.freeze,
                            self.mean, self.std)
       sums = {k: sums[k] + m[k] for k in sums}
+      step_losses.append(m["loss"])
       if on_step is not None:
         on_step()
-    return state, {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
+    out = {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
+    out["step_losses"] = [float(x) for x in jax.device_get(step_losses)]
+    return state, out

@@ -303,10 +303,11 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
         lr=train_cfg.lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay,
         batch_size=batch_size, augment=train_cfg.augment, seed=config.seed + 7)
     start = time.perf_counter()
-    rel = readouts.relearn_time(evaluator, lambda s, e: relearn_ft.epoch(s, e)[0],
+    rel = readouts.relearn_time(evaluator, relearn_ft.epoch,
                                 relearn_ft.init(state.params, state.model_state),
                                 threshold=threshold, max_epochs=config.relearn_epochs)
     record = {"phase": "relearn", "epoch": None, "relearn_epochs": rel["epochs"],
+              "relearn_steps": rel["steps"],
               "relearn_losses": rel["losses"], "relearn_threshold": rel["threshold"],
               "relearn_max_epochs": config.relearn_epochs,
               "seconds": {"relearn": time.perf_counter() - start}}
@@ -361,6 +362,7 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
       out[f"best_{name}"] = max(values)
   if by_phase["relearn"]:
     out["relearn_epochs"] = by_phase["relearn"][0]["relearn_epochs"]
+    out["relearn_steps"] = by_phase["relearn"][0].get("relearn_steps")
   return out
 
 
@@ -380,8 +382,9 @@ def summary_line(summary: dict) -> str:
   if f.get("mia_member_rate") is not None:
     parts.append(f"MIA member rate {f['mia_member_rate']:.3f}")
   if "relearn_epochs" in summary:
-    r = summary["relearn_epochs"]
-    parts.append(f"relearn {'>max' if r is None else r} epochs")
+    r, s = summary["relearn_epochs"], summary.get("relearn_steps")
+    parts.append(f"relearn {'>max' if r is None else r} epochs "
+                 f"({'>max' if s is None else s} steps)")
   total = sum(summary["seconds"].values())
   parts.append(f"{summary['epochs']} epochs, {total:.0f}s")
   return f"{summary['method']}: " + ", ".join(parts)

@@ -317,3 +317,23 @@ def test_fine_tuning_step_equals_optax_sgd_with_the_schedule(convbn):
                     jax.random.key(0))
   chex.assert_trees_all_close(state.params, ref.params, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(state.model_state, ref.model_state, rtol=1e-5, atol=1e-6)
+
+
+def test_relearn_counts_epochs_and_steps(monkeypatch):
+  evaluated = iter([3.0, 1.0, 0.45])
+  monkeypatch.setattr(readouts, "forget_loss", lambda *a: next(evaluated))
+  per_epoch = {1: [2.0, 1.0, 0.9], 2: [0.7, 0.4, 0.3]}
+
+  class State:
+    params = model_state = None
+
+  out = readouts.relearn_time(None, lambda s, e: (s, {"step_losses": per_epoch[e]}), State(),
+                              threshold=0.5, max_epochs=5)
+  assert out == {"epochs": 2, "steps": 4, "losses": [3.0, 1.0, 0.45], "threshold": 0.5}
+  never = iter([3.0, 2.0])
+  monkeypatch.setattr(readouts, "forget_loss", lambda *a: next(never))
+  out = readouts.relearn_time(None, lambda s, e: (s, {"step_losses": [2.0]}), State(),
+                              threshold=0.5, max_epochs=1)
+  assert out["epochs"] is None and out["steps"] is None
+  with pytest.raises(ValueError, match="positive loss"):
+    readouts.relearn_time(None, None, State(), threshold=float("nan"), max_epochs=1)
