@@ -159,7 +159,7 @@ def mask_only_table(exp: Experiment, results) -> str:
   originals: list[dict] = []
   settings = set()
   for r in results:
-    if r.summary is None:
+    if r.summary is None or r.unit.method == "retrain":   # its "edit" is a fresh init
       continue
     by_line[r.unit.line].append(r.summary["mask_only"])
     originals.append(r.summary["original"])

@@ -9,7 +9,13 @@ The building blocks, each in a module named for what it holds:
 * :mod:`fmjax.schedules` -- the original step schedule and its replay
   compressed into S fine-tuning epochs, as optax schedules.
 * :mod:`fmjax.models` -- CIFAR-style classifiers as flax.linen Modules.
-* :mod:`fmjax.training` -- the jitted SGD training step.
+* :mod:`fmjax.training` -- the jitted SGD training step and resumable runs.
+* :mod:`fmjax.methods` -- every unlearning method, one module each, as a pure
+  edit ``(model, params, state, task, settings, key) -> Edit``.
+* :mod:`fmjax.finetuning` -- the one fine-tuning routine all methods share.
+* :mod:`fmjax.readouts` -- the one evaluation routine: accuracies, volatility,
+  membership inference, relearn time.
+* :mod:`fmjax.unlearning` -- a whole unlearning run from a checkpoint, resumable.
 """
 
 from fmjax.fisher import (
