@@ -3,9 +3,9 @@
 For each conv output channel j, ``A_ij`` is the spatial mean of its
 post-activation value (Conv-BN-ReLU) on example i; the score is
 ``A_{D_f,j} - A_{D_r,j}``, the difference of the set means. The kernel
-parameters of the top channels are zeroed; R counts parameters, and channels
-are taken in score order until their parameters reach ``round(R * n)``
-(:func:`fmjax.methods._channels.channel_mask`). With no remain data,
+parameters of the top channels are zeroed. R counts parameters: channels are
+taken in score order until their parameters reach R of the conv parameters
+(:mod:`fmjax.methods._channels` says why of those). With no remain data,
 ``A_{D_r} = 0``.
 """
 
