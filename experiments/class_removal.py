@@ -18,12 +18,20 @@ dashed) as references.
 from __future__ import annotations
 
 from experiments._spec import Experiment, Original, Unit, shrink
+from fmjax.methods import get_method
 
 DATASETS = ("cifar10", "cifar100", "mnist", "tiny_imagenet")
 MODELS = ("resnet20", "vgg16", "googlenet", "densenet")
 PAIRS = tuple((d, m) for d in DATASETS for m in MODELS)   # the paper's 16 settings
 METHODS = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask",
            "tfidf", "influence", "fisher_noise")
+
+
+def _overrides(method: str, unlearn: dict | None) -> dict:
+  over = dict(unlearn or {})
+  if get_method(method).finetune_epochs == 0:
+    over.pop("epochs", None)
+  return over
 
 
 def get_config(dataset: str = "cifar10", model: str = "resnet20", *, small: bool = False,
@@ -36,7 +44,9 @@ def get_config(dataset: str = "cifar10", model: str = "resnet20", *, small: bool
   Args:
     small: the smoke form (digits, small CNN, 2 + 1 epochs, one seed).
     train: overrides of the original model's training config.
-    unlearn: overrides applied to every unit (e.g. ``{'epochs': 10}``).
+    unlearn: overrides applied to every unit (e.g. ``{'epochs': 10}``); an
+      ``epochs`` override skips the methods that do not fine-tune by default
+      (FisherNoise, Influence: the paper draws them as levels).
     seeds: unlearning seeds.
     methods: the methods to run.
   """
@@ -46,6 +56,6 @@ def get_config(dataset: str = "cifar10", model: str = "resnet20", *, small: bool
   exp = Experiment(
       name="class_removal", title=f"Class removal (Figure 2): class 0 of {dataset}, {model}",
       originals={"main": Original(dataset, model, dict(train or {}))},
-      units=tuple(Unit(setting, m, m, "main", dict(unlearn or {})) for m in methods),
+      units=tuple(Unit(setting, m, m, "main", _overrides(m, unlearn)) for m in methods),
       seeds=tuple(seeds))
   return shrink(exp) if small else exp

@@ -39,6 +39,14 @@ def test_every_experiment_runs_small_and_resumes_without_recomputing(tmp_path, n
   assert capsys.readouterr().out.startswith(f"# {exp.title}")
 
 
+def test_class_removal_keeps_fisher_noise_and_influence_without_fine_tuning():
+  from experiments import class_removal, fashion_offline
+  for exp in (class_removal.get_config(unlearn={"epochs": 7}), fashion_offline.get_config()):
+    epochs = {u.method: u.unlearn.get("epochs") for u in exp.units}
+    assert epochs["fisher_noise"] is None and epochs["influence"] is None
+    assert epochs["fisher_mask"] == (7 if exp.name == "class_removal" else 5)
+
+
 def _tiny(name="t", methods=("finetune", "fisher_mask")):
   return Experiment(name=name, title="tiny", originals={"main": Original(
       "digits", "small_cnn", {"epochs": 2})}, units=tuple(
