@@ -216,9 +216,14 @@ def test_influence_equals_the_exact_newton_step_on_logistic_regression():
 def test_conjugate_gradient_solves_a_spd_system():
   a = jnp.array([[4.0, 1.0], [1.0, 3.0]])
   b = {"x": jnp.array([1.0, 2.0])}
-  x, res = conjugate_gradient(lambda v: {"x": a @ v["x"]}, b, iters=10)
+  x, res, its = conjugate_gradient(lambda v: {"x": a @ v["x"]}, b, iters=10)
   np.testing.assert_allclose(x["x"], np.linalg.solve(a, b["x"]), rtol=1e-5)
-  assert res < 1e-5
+  assert res < 1e-5 and its == 2
+  # Negative curvature: stop there and keep the best iterate (here: none better than 0).
+  indefinite = jnp.array([[1.0, 0.0], [0.0, -1.0]])
+  x, res, its = conjugate_gradient(lambda v: {"x": indefinite @ v["x"]},
+                                   {"x": jnp.array([0.0, 1.0])}, iters=10)
+  assert its == 0 and res == 1.0 and float(jnp.abs(x["x"]).max()) == 0.0
 
 
 @pytest.mark.parametrize("freeze", [True, False])

@@ -42,29 +42,41 @@ def _axpy(a, x, y):
 
 
 def conjugate_gradient(matvec: Callable, b, *, iters: int, tol: float = 1e-10):
-  """Solves ``A x = b`` for a symmetric positive-definite operator on pytrees.
+  """Solves ``A x = b`` for a symmetric operator on pytrees by conjugate gradients.
 
-  Returns ``(x, relative residual ||b - A x|| / ||b||)``.
+  For a positive-definite ``A`` this is plain CG. A deep network's damped
+  Hessian may still have negative curvature: the iteration stops at the first
+  direction with ``p^T A p <= 0`` (as truncated CG does) and returns the
+  iterate of smallest residual seen, never a diverged one.
+
+  Returns ``(x, relative residual ||b - A x|| / ||b||, iterations run)``.
   """
   x = jax.tree.map(jnp.zeros_like, b)
   r = b
   p = r
-  rs = _tree_dot(r, r)
-  b_norm = float(jnp.sqrt(rs))
+  rs = float(_tree_dot(r, r))
+  b_norm = rs ** 0.5
   if b_norm == 0.0:
-    return x, 0.0
+    return x, 0.0, 0
+  best, best_res = x, 1.0
+  done = 0
   for _ in range(iters):
     ap = matvec(p)
-    alpha = rs / _tree_dot(p, ap)
+    curvature = float(_tree_dot(p, ap))
+    if not curvature > 0:
+      break
+    alpha = rs / curvature
     x = _axpy(alpha, p, x)
     r = _axpy(-alpha, ap, r)
-    rs_new = _tree_dot(r, r)
-    if float(jnp.sqrt(rs_new)) <= tol * b_norm:
-      rs = rs_new
+    done += 1
+    rs_new = float(_tree_dot(r, r))
+    if rs_new ** 0.5 / b_norm < best_res:
+      best, best_res = x, rs_new ** 0.5 / b_norm
+    if rs_new ** 0.5 <= tol * b_norm:
       break
     p = _axpy(rs_new / rs, p, r)
     rs = rs_new
-  return x, float(jnp.sqrt(rs)) / b_norm
+  return best, best_res, done
 
 
 def _loss_fn(model, model_state):
@@ -110,10 +122,11 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
       total = part if total is None else jax.tree.map(jnp.add, total, part)
     return jax.tree.map(lambda t, vi: t / len(h_set) + damping * vi, total, v)
 
-  x, residual = conjugate_gradient(matvec, g, iters=settings.influence_iters)
+  x, residual, iterations = conjugate_gradient(matvec, g, iters=settings.influence_iters)
   scale = len(task.forget) / len(pool)
   delta = jax.tree.map(lambda xi: scale * xi, x)
-  return delta, {"cg_residual": residual, "hessian_examples": int(len(h_set)),
+  return delta, {"cg_residual": residual, "cg_iterations": iterations,
+                 "hessian_examples": int(len(h_set)),
                  "step_norm": float(jnp.sqrt(_tree_dot(delta, delta)))}
 
 
