@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import json
 import pathlib
+import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -255,7 +256,9 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
     return None
   fig, axes = plt.subplots(2, len(settings), figsize=(3.6 * len(settings) + 1.6, 5.6),
                            squeeze=False, sharex="col")
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  # Red is Retrain's; the other lines take the other Tableau colours.
+  colors = [f"tab:{c}" for c in ("blue", "orange", "green", "purple", "brown", "pink", "gray",
+                                  "olive", "cyan")]
   lines = list(dict.fromkeys(u.line for u in exp.units))
   for col, setting in enumerate(settings):
     for row, key in enumerate(exp.rows):
@@ -298,7 +301,7 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
       seen.setdefault(label, handle)
   fig.legend(list(seen.values()), list(seen.keys()), loc="center right", fontsize=8,
              frameon=False)
-  fig.suptitle(exp.title, fontsize=10)
+  fig.suptitle(textwrap.fill(exp.title, int(fig.get_figwidth() * 11)), fontsize=9)
   fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 0.96))
   fig.savefig(path, dpi=80)
   plt.close(fig)
