@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -83,6 +84,11 @@ class UnlearnTask:
     if limit is None or limit >= len(indices):
       return indices
     return np.sort(np.random.default_rng(seed).choice(indices, limit, replace=False))
+
+
+def subset_seed(key) -> int:
+  """A host-side seed for a method's data subsets, derived from its PRNG key."""
+  return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
 class Edit(NamedTuple):

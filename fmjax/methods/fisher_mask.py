@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from fmjax import masks
 from fmjax.fisher import FisherEstimate, accumulate_fisher_diag, make_fisher_diag
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 
 def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: MethodSettings,
@@ -34,7 +34,7 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodS
                 key: jax.Array) -> Edit:
   """Scores, masks and returns the masked model (fine-tuning follows)."""
   start = time.perf_counter()
-  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  seed = subset_seed(key)
   fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk)
   f_forget = set_fisher(fd, params, task, task.forget, settings, seed)
   if task.remain is None:

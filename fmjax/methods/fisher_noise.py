@@ -35,7 +35,7 @@ import numpy as np
 
 from fmjax.fisher import accumulate_fisher_diag, make_fisher_diag
 from fmjax.methods import _channels
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
@@ -87,7 +87,7 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Method
   """Samples the noisy model. Needs the remain set (its Fisher shapes the noise)."""
   start = time.perf_counter()
   seed_key, noise_key = jax.random.split(key)
-  seed = int(jax.random.randint(seed_key, (), 0, 2**31 - 1))
+  seed = subset_seed(seed_key)
   fd = make_fisher_diag(model, model_state, kind="true", chunk_size=settings.fisher_chunk)
   remain = task.subsample(task.remain, settings.score_limit, seed)
   h = accumulate_fisher_diag(fd, params, task.batches(remain, settings.batch_size)).mean()

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from fmjax.methods import _channels
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
@@ -43,7 +43,7 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
 def grad_mask(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
               key: jax.Array) -> Edit:
   start = time.perf_counter()
-  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  seed = subset_seed(key)
   b = integrated_gradient_scores(model, params, model_state, task, settings, seed)
   return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
                                        {k: -v for k, v in b.items()}, settings.ratio,

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 HESSIAN_SETS = ("all", "remain")
 
@@ -134,7 +134,7 @@ def influence(model, params, model_state, task: UnlearnTask, settings: MethodSet
               key: jax.Array) -> Edit:
   """``w* + delta``; needs remain data for the Hessian set D or D_r."""
   start = time.perf_counter()
-  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  seed = subset_seed(key)
   delta, info = influence_update(model, params, model_state, task, settings, seed)
   new = jax.tree.map(jnp.add, params, delta)
   jax.block_until_ready(new)

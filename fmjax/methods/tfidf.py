@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from fmjax.methods import _channels
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
@@ -75,7 +75,7 @@ def class_channel_means(model, params, model_state, task: UnlearnTask, indices: 
 def tfidf(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
           key: jax.Array) -> Edit:
   start = time.perf_counter()
-  seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+  seed = subset_seed(key)
   remain = task.subsample(task.remain, settings.score_limit, seed)
   indices = np.sort(np.concatenate([task.forget, remain]))
   a = class_channel_means(model, params, model_state, task, indices, settings.batch_size)
