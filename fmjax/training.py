@@ -210,7 +210,8 @@ def make_epoch_step(model: nn.Module, optimizer: optax.GradientTransformation, m
   return jax.jit(step)
 
 
-def _progress(total: int, desc: str, enabled: bool | None):
+def progress_bar(total: int, desc: str, enabled: bool | None):
+  """A tqdm bar over ``total`` steps; ``enabled=None`` shows it only on a terminal."""
   from tqdm.auto import tqdm
   disable = (not sys.stderr.isatty()) if enabled is None else not enabled
   return tqdm(total=total, desc=desc, unit="step", disable=disable, leave=False)
@@ -255,7 +256,7 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
                                                                    stop_after_epoch)
   for epoch in range(start_epoch + 1, last_epoch + 1):
     order = np.random.default_rng([config.seed, epoch]).permutation(n)
-    bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
+    bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
     start = time.perf_counter()
     sums = {"loss": 0.0, "accuracy": 0.0}
     for i in range(steps_per_epoch):

@@ -276,7 +276,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
 
   last = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
   for epoch in range(start_epoch + 1, last + 1):
-    bar = training._progress(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
+    bar = training.progress_bar(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
     start = time.perf_counter()
     state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
     jax.block_until_ready(state.params)
