@@ -31,51 +31,46 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fmjax import data, schedules, training
+from fmjax import schedules, training
 
 
-def finetune_optimizer(*, momentum: float, weight_decay: float
-                       ) -> optax.GradientTransformation:
-  """The training optimiser WITHOUT its learning rate: weight decay added to the
-  gradient, then momentum (PyTorch's SGD). The step multiplies the result by
-  ``-lr``, with ``lr`` passed in as a number, so one compiled step serves every
-  schedule (and every run of a process with the same model)."""
-  return optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum))
+def finetune_optimizer(lr: Any = 1.0, freeze: Any = None, *, momentum: float,
+                       weight_decay: float) -> optax.GradientTransformation:
+  """The training optimiser (PyTorch's SGD: weight decay added to the gradient,
+  momentum, then ``-lr``) with ``lr`` a plain or traced number, so one compiled
+  step serves every schedule (and every run of a process with the same model).
+
+  ``freeze`` (a mask, or None) zeroes the gradient of its entries before weight
+  decay and momentum see it and their update after. The state's structure does
+  not depend on ``lr`` or ``freeze``: every stage but momentum is stateless.
+  """
+  return optax.chain(_zero_where(freeze), optax.add_decayed_weights(weight_decay),
+                     optax.trace(decay=momentum), optax.scale(-lr), _zero_where(freeze))
+
+
+def _zero_where(mask: Any) -> optax.GradientTransformation:
+  """Stateless: updates of the entries where ``mask`` is True become exactly 0."""
+  def update(updates, state, params=None):
+    del params
+    if mask is None:
+      return updates, state
+    return jax.tree.map(lambda m, u: jnp.where(m, jnp.zeros_like(u), u), mask, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool):
-  """One jitted fine-tuning step per (model, optimiser settings, augmentation)."""
-  optimizer = finetune_optimizer(momentum=momentum, weight_decay=weight_decay)
+  """One jitted fine-tuning step per (model, optimiser settings, augmentation):
+  :func:`fmjax.training.train_step` with the optimiser built around the traced
+  ``lr`` and ``freeze``."""
 
   def step(state, images, labels, idx, key, lr, freeze, mean, std):
-    x = images[idx]
-    if augment:
-      x = data.augment(key, x)
-    batch = {"image": data.normalize(x, mean, std), "label": labels[idx]}
+    batch = training.gather_batch(images, labels, idx, key, mean, std, augment=augment)
+    optimizer = finetune_optimizer(lr, freeze, momentum=momentum, weight_decay=weight_decay)
+    return training.train_step(model, optimizer, state, batch)
 
-    def loss_fn(params):
-      logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
-                                    train=True, mutable=list(state.model_state))
-      return training.cross_entropy(logits, batch["label"]), (logits, updates)
-
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    if freeze is not None:   # frozen entries: no gradient, so no decay or momentum either
-      grads = _zero_where(freeze, grads)
-    deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    deltas = jax.tree.map(lambda d: -lr * d, deltas)
-    if freeze is not None:
-      deltas = _zero_where(freeze, deltas)
-    params = optax.apply_updates(state.params, deltas)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-    return training.TrainState(params, {**state.model_state, **updates}, opt_state), {
-        "loss": loss, "accuracy": accuracy}
-
-  return jax.jit(step), optimizer
-
-
-def _zero_where(mask: Any, tree: Any) -> Any:
-  return jax.tree.map(lambda m, t: jnp.where(m, jnp.zeros_like(t), t), mask, tree)
+  return jax.jit(step), finetune_optimizer(momentum=momentum, weight_decay=weight_decay)
 
 
 def finetune_schedule(original: schedules.StepSchedule, mode: str | float, *,

@@ -201,13 +201,23 @@ def make_epoch_step(model: nn.Module, optimizer: optax.GradientTransformation, m
   mean, std = jnp.asarray(mean), jnp.asarray(std)
 
   def step(state, images, labels, idx, key):
-    x = images[idx]
-    if augment:
-      x = data.augment(key, x)
-    batch = {"image": data.normalize(x, mean, std), "label": labels[idx]}
+    batch = gather_batch(images, labels, idx, key, mean, std, augment=augment)
     return train_step(model, optimizer, state, batch)
 
   return jax.jit(step)
+
+
+def gather_batch(images: jax.Array, labels: jax.Array, idx: Any, key: jax.Array, mean: Any,
+                 std: Any, *, augment: bool) -> dict:
+  """On device: the examples ``idx`` of uint8 ``images``, augmented if asked, normalised.
+
+  Shapes: images [N, H, W, C], labels [N], idx [b] -> ``{'image': [b, H, W, C] float32,
+  'label': [b]}``.
+  """
+  x = images[idx]
+  if augment:
+    x = data.augment(key, x)
+  return {"image": data.normalize(x, mean, std), "label": labels[idx]}
 
 
 def progress_bar(total: int, desc: str, enabled: bool | None):

@@ -189,12 +189,10 @@ class UnlearnResult(NamedTuple):
 
 
 def _finite_state(state) -> None:
-  bad = [p for p, x in zip(_checks.tree_paths(state.params),
-                           jax.tree_util.tree_leaves(state.params), strict=True)
-         if not bool(jnp.all(jnp.isfinite(x)))]
-  if bad:
-    raise ValueError(f"the model diverged: parameters {bad[:3]} hold NaN or Inf. Lower the "
-                     "fine-tuning learning rate or the method's step (e.g. influence damping).")
+  _checks.check_finite_tree(
+      state.params, name="the model's parameters",
+      fix="The model diverged: lower the fine-tuning learning rate or the method's step "
+          "(e.g. influence damping).")
 
 
 def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
@@ -202,9 +200,8 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
             stop_after_epoch: int | None = None) -> UnlearnResult:
   """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring."""
   method = get_method(config.method)
-  train_cfg = training.read_config(config.checkpoint)
-  _, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
-                                                dataset=dataset)
+  train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
+                                                       dataset=dataset)
   task, remain_all = build_task(config, train_cfg, ds)
   epochs = finetune_epochs(config, train_cfg)
   check_setting(config, task, epochs)
