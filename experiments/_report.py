@@ -1,6 +1,6 @@
 """Tables and figures of an experiment, rebuilt from its finished units only.
 
-Nothing here computes a model: it reads ``experiment.json`` and every unit's
+Nothing here computes a model: it reads the experiment's ``config.json`` and every unit's
 ``metrics.jsonl`` / ``summary.json`` and writes ``results.csv`` (one row per
 readout record), ``report.md`` (Markdown tables, mean +- std over seeds) and
 ``figure.png`` (forget row and remain row, one panel per setting, mean line
@@ -37,9 +37,9 @@ class UnitResult:
 
 
 def load_experiment(root: str | pathlib.Path) -> Experiment:
-  path = pathlib.Path(root) / "experiment.json"
+  path = pathlib.Path(root) / "config.json"
   if not path.exists():
-    raise FileNotFoundError(f"{root} holds no experiment (no experiment.json); run one with "
+    raise FileNotFoundError(f"{root} holds no experiment (no config.json); run one with "
                             "`python -m experiments.run NAME --workdir ...`.")
   return Experiment.from_json(json.loads(path.read_text()))
 

@@ -2,7 +2,7 @@
 
 Layout of ``WORKDIR``::
 
-    experiment.json                       the Experiment (a different one is refused)
+    config.json                           the Experiment (a different one is refused)
     originals/<key>/                      training runs (resumable, fmjax.training)
     units/<setting>/<line>/seed<k>/       unlearning runs (resumable, fmjax.unlearning)
     results.csv, report.md, *.png         rebuilt by experiments.report
@@ -37,7 +37,6 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
     ``{'trained': [...], 'ran': [...], 'skipped': [...], 'seconds': {...}}``.
   """
   root = checkpoints.claim_workdir(workdir, exp.to_json())
-  (root / "experiment.json").write_text((root / "config.json").read_text())
   say = (lambda msg: None) if progress is False else (
       lambda msg: print(msg, file=sys.stderr, flush=True))
   datasets: dict[str, data.Dataset] = {}
