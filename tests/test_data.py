@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from fmjax import data
+from tests import archives
 
 
 def _write_idx(path, array):
@@ -76,6 +77,61 @@ def test_cifar_python_tarball(tmp_path):
   assert ds.class_names[:2] == ("c0", "c1") and len(ds.train_labels) == 20
 
 
+@pytest.mark.parametrize("cifar100", [False, True], ids=["cifar10", "cifar100"])
+@pytest.mark.parametrize("archive", [True, False], ids=["tar.gz", "folder"])
+def test_cifar_python_version_as_distributed(tmp_path, cifar100, archive):
+  """Python 2 protocol-2 pickles of numpy 1.x arrays: the official archives' bytes."""
+  written = archives.cifar_python(tmp_path, cifar100=cifar100, archive=archive)
+  name = "cifar100" if cifar100 else "cifar10"
+  ds = data.load_dataset(name, tmp_path, source="local")
+  folder = "cifar-100-python" if cifar100 else "cifar-10-batches-py"
+  assert ds.source == str(tmp_path / (folder if not archive else folder.replace(
+      "-batches-py", "-python") + ".tar.gz"))
+  np.testing.assert_array_equal(ds.train_images, written.train_x)
+  np.testing.assert_array_equal(ds.train_labels, written.train_y)
+  np.testing.assert_array_equal(ds.test_images, written.test_x)
+  np.testing.assert_array_equal(ds.test_labels, written.test_y)
+  assert list(ds.class_names) == written.names
+
+
+def test_py2_pickle_writer_matches_python_pickle_semantics():
+  # The hand-written protocol-2 stream loads with the standard unpickler as
+  # Python 2 data does: str -> bytes under encoding='bytes'.
+  x = np.arange(12, dtype=np.uint8).reshape(3, 4)
+  obj = pickle.loads(archives.py2_pickle({b"data": x, b"labels": [1, 300, 2]}),
+                     encoding="bytes")
+  np.testing.assert_array_equal(obj[b"data"], x)
+  assert obj[b"labels"] == [1, 300, 2]
+
+
+@pytest.mark.parametrize("cifar100", [False, True], ids=["cifar10", "cifar100"])
+def test_cifar_binary_version_as_distributed(tmp_path, cifar100):
+  written = archives.cifar_binary(tmp_path, cifar100=cifar100, archive=False)
+  ds = data.load_dataset("cifar100" if cifar100 else "cifar10", tmp_path)
+  np.testing.assert_array_equal(ds.train_images, written.train_x)
+  np.testing.assert_array_equal(ds.train_labels, written.train_y)   # CIFAR-100: fine labels
+  np.testing.assert_array_equal(ds.test_images, written.test_x)
+  assert list(ds.class_names) == written.names
+
+
+def test_mnist_idx_as_distributed(tmp_path):
+  written = archives.mnist_idx(tmp_path / "mnist")
+  ds = data.load_dataset("mnist", tmp_path)
+  np.testing.assert_array_equal(ds.train_images, written.train_x)
+  np.testing.assert_array_equal(ds.test_labels, written.test_y)
+
+
+def test_tiny_imagenet_folder_of_jpegs(tmp_path):
+  written = archives.tiny_imagenet(tmp_path, classes=5, per_class=3, n_val=7)
+  ds = data.load_dataset("tiny_imagenet", tmp_path)
+  assert ds.image_shape == (64, 64, 3) and ds.num_classes == 5
+  np.testing.assert_array_equal(ds.train_images, written.train_x)
+  np.testing.assert_array_equal(ds.train_labels, written.train_y)
+  np.testing.assert_array_equal(ds.test_images, written.test_x)
+  np.testing.assert_array_equal(ds.test_labels, written.test_y)
+  assert list(ds.class_names) == written.names
+
+
 def test_cifar_pickle_with_code_is_refused(tmp_path):
   folder = tmp_path / "cifar-10-batches-py"
   folder.mkdir()
@@ -86,7 +142,8 @@ def test_cifar_pickle_with_code_is_refused(tmp_path):
 
   for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
     (folder / name).write_bytes(pickle.dumps({b"data": Evil()}))
-  with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+  with pytest.raises(ValueError, match=r"data_batch_1: refused for safety.*refusing to load "
+                     r"builtins\.print.*cifar-10-binary\.tar\.gz"):
     data.load_dataset("cifar10", tmp_path)
 
 

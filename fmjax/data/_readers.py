@@ -72,12 +72,22 @@ class _ArrayUnpickler(pickle.Unpickler):
 
   def find_class(self, module, name):
     if (module, name) in self._ALLOWED:
-      return super().find_class(module, name)
+      # The archives were written by numpy 1.x (numpy.core); numpy 2 names it numpy._core.
+      return super().find_class(module.replace("numpy.core.", "numpy._core."), name)
     raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
 
 
-def _load_batch(data: bytes) -> dict:
-  batch = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+def _load_batch(data: bytes, where: str) -> dict:
+  try:
+    batch = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+  except pickle.UnpicklingError as e:
+    raise ValueError(
+        f"{where}: refused for safety, it is not a CIFAR batch ({e}); unpickling it could run "
+        "code. Replace it with the official archive, or use the binary version "
+        "(cifar-10-binary.tar.gz), which needs no pickle.") from e
+  if not isinstance(batch, dict):
+    raise ValueError(f"{where}: not a CIFAR batch (a pickled {type(batch).__name__}, "
+                     "expected a dict).")
   return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
@@ -106,7 +116,8 @@ def read_cifar_python(source: pathlib.Path, coarse: bool = False, cifar100: bool
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     label_key, meta_name = "labels", "batches.meta"
   raw = _cifar_python_files(source, names)
-  batches = {n: _load_batch(raw[n]) for n in names}
+  batches = {n: _load_batch(raw[n], f"{source}:{n}" if not source.is_dir() else
+                           str(source / n)) for n in names}
   meta = batches.pop(meta_name)
   class_names = [c.decode() if isinstance(c, bytes) else c
                  for c in meta.get("fine_label_names", meta.get("label_names", []))]
