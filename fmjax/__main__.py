@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 
 from fmjax import data  # noqa: E402
@@ -25,6 +27,9 @@ def _train(args: argparse.Namespace) -> int:
       decay_epochs=decay, weight_decay=args.weight_decay, augment=args.augment, seed=args.seed,
       train_limit=args.train_limit, noise_fraction=args.noise_fraction,
       noise_seed=args.noise_seed)
+  if args.print_config:
+    print(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
+    return 0
   print(f"training {config.model} on {config.dataset} in {args.workdir}: {config.epochs} "
         f"epochs, batch {config.batch_size}, lr {config.lr} (x{config.decay_factor} after "
         f"{list(config.decay_epochs) or 'never'}), seed {config.seed}", file=sys.stderr)
@@ -56,11 +61,15 @@ def _unlearn(args: argparse.Namespace) -> int:
       batch_size=args.batch_size, freeze_mask=args.freeze_mask or None,
       remain_limit=args.remain_limit, no_remain=args.no_remain or None, seed=args.seed,
       maskable=args.maskable, weighting=args.weighting, score_limit=args.score_limit,
+      score_batch_size=args.score_batch_size, fisher_chunk=args.fisher_chunk,
       ig_steps=args.ig_steps, ig_limit=args.ig_limit, noise_alpha=args.noise_alpha,
       influence_damping=args.influence_damping, influence_iters=args.influence_iters,
       influence_examples=args.influence_examples, influence_hessian=args.influence_hessian,
       eval_limit=args.eval_limit, mia=False if args.no_mia else None,
       relearn_epochs=args.relearn_epochs, relearn_threshold=args.relearn_threshold)
+  if args.print_config:
+    print(json.dumps(config.to_json(), indent=2, sort_keys=True))
+    return 0
   result = unlearning.unlearn(config, args.workdir, data_dir=args.data_dir,
                               progress=False if args.quiet else None)
   if args.quiet:
@@ -70,7 +79,7 @@ def _unlearn(args: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
   if args.action == "prepare":
-    path = data.prepare_tfds(args.dataset, args.data_dir)
+    path = data.prepare_tfds(args.dataset, args.data_dir, archives=args.archives)
     print(f"prepared {args.dataset} in {path}")
   ds = data.load_dataset(args.dataset, args.data_dir)
   print(f"{ds.name}: {len(ds.train_labels)} train / {len(ds.test_labels)} test images of "
@@ -111,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
                       "set (they become the forget set of `unlearn --outliers`)")
   t.add_argument("--noise-seed", type=int, default=None, help="seed of the outliers (0)")
   t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+  t.add_argument("--print-config", action="store_true",
+                 help="print the resolved config as JSON and exit (nothing is written)")
   t.set_defaults(func=_train)
 
   u = sub.add_parser("unlearn", help="unlearn a class or the outliers (resumable)", description=(
@@ -147,6 +158,10 @@ def parser() -> argparse.ArgumentParser:
                  help="FisherMask score: per-set sums (default, the paper) or means")
   u.add_argument("--score-limit", type=int, default=None,
                  help="score on at most K remain examples (default: all)")
+  u.add_argument("--score-batch-size", type=int, default=None,
+                 help="examples per scoring batch of every method (256)")
+  u.add_argument("--fisher-chunk", type=int, default=None,
+                 help="examples per compiled Fisher block (128)")
   u.add_argument("--ig-steps", type=int, default=None, help="GradMask Riemann steps (20)")
   u.add_argument("--ig-limit", type=int, default=None,
                  help="GradMask scores at most K forget examples (default: all)")
@@ -163,8 +178,11 @@ def parser() -> argparse.ArgumentParser:
                  help="max epochs of the relearn readout (10; 0 skips it)")
   u.add_argument("--relearn-threshold", type=float, default=None,
                  help="forget loss that counts as relearned (default: the original model's)")
-  u.add_argument("--data-dir", default=None)
-  u.add_argument("--quiet", action="store_true")
+  u.add_argument("--data-dir", default=None,
+                 help=f"dataset directory (default: ${data.DATA_DIR_ENV} or ~/fmjax_data)")
+  u.add_argument("--quiet", action="store_true", help="one summary line instead of progress")
+  u.add_argument("--print-config", action="store_true",
+                 help="print the resolved config as JSON and exit (nothing is written)")
   u.set_defaults(func=_unlearn)
 
   d = sub.add_parser("data", help="check or prepare a dataset")
@@ -172,7 +190,11 @@ def parser() -> argparse.ArgumentParser:
                  help="check: load and describe; prepare: download with tensorflow-datasets "
                       "(needs a network and `pip install fmjax[prepare]`)")
   d.add_argument("--dataset", required=True, choices=sorted(data.DATASETS))
-  d.add_argument("--data-dir", default=None)
+  d.add_argument("--data-dir", default=None,
+                 help=f"dataset directory (default: ${data.DATA_DIR_ENV} or ~/fmjax_data)")
+  d.add_argument("--archives", default=None,
+                 help="prepare: a folder holding the official archives, downloaded elsewhere "
+                      "(default: <data dir>/tfds/downloads/manual); checked by checksum")
   d.set_defaults(func=_data)
   return p
 
@@ -181,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   try:
     return args.func(args)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, data.PrepareError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 

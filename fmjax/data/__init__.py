@@ -15,6 +15,8 @@ from fmjax.data._datasets import (
     DATASETS,
     Dataset,
     DatasetInfo,
+    PrepareError,
+    archive_dir,
     data_dir,
     how_to_get,
     load_dataset,
@@ -31,5 +33,6 @@ from fmjax.data.splits import (
 )
 
 __all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetInfo", "ForgetSplit", "OutlierSplit",
+           "PrepareError", "archive_dir",
            "augment", "class_split", "data_dir", "how_to_get", "limited_subset", "load_dataset",
            "normalize", "outlier_split", "prepare_tfds", "test_class_split"]

@@ -210,16 +210,115 @@ def load_dataset(name: str, data_dir_override: str | os.PathLike | None = None,
   return Dataset(name, train_x, train_y, test_x, test_y, tuple(names), where)
 
 
-def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None) -> pathlib.Path:
-  """Downloads and prepares a TFDS dataset (needs a network and tensorflow)."""
+class PrepareError(RuntimeError):
+  """Preparing a dataset failed for a reason the user can act on (no network,
+  a wrong archive); the message says what to do."""
+
+
+def archive_dir(data_dir_override: str | os.PathLike | None = None) -> pathlib.Path:
+  """Where :func:`prepare_tfds` looks for archives downloaded by hand:
+  ``<data dir>/tfds/downloads/manual`` (tensorflow-datasets' own manual folder)."""
+  return data_dir(data_dir_override) / "tfds" / "downloads" / "manual"
+
+
+def _archives(builder) -> dict[str, str]:
+  """``{url: file name}`` of the files ``builder`` downloads (its registered checksums)."""
+  return {url: info.filename or url.rsplit("/", 1)[-1]
+          for url, info in sorted((type(builder).url_infos or {}).items())}
+
+
+def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, *,
+                 archives: str | os.PathLike | None = None) -> pathlib.Path:
+  """Prepares a tensorflow-datasets copy of ``name`` that :func:`load_dataset` reads.
+
+  tensorflow-datasets' own ``download_and_prepare`` does the work and writes
+  the random-access ``array_record`` format that ``tfds.data_source`` reads
+  without TensorFlow. The archives come from the dataset's official URLs, or,
+  with no network, from files downloaded elsewhere: put them, under their
+  original names (e.g. ``cifar-10-binary.tar.gz``), in ``archives`` (default
+  :func:`archive_dir`). Either way tensorflow-datasets checks each file against
+  its registered size and SHA-256 before it reads it.
+
+  Needs TensorFlow (``pip install 'fmjax[prepare]'``) for the preparation only.
+
+  Returns:
+    The TFDS data directory (``<data dir>/tfds``).
+
+  Raises:
+    ValueError: ``name`` is not in tensorflow-datasets.
+    PrepareError: the download failed (no network) or an archive does not match
+      its checksum; the message names the URLs and where to put the files.
+  """
   info = _check_name(name)
+  root = data_dir(data_dir_override)
   if info.tfds_name is None:
     raise ValueError(f"{name!r} is not in tensorflow-datasets; put {info.local_hint} in "
-                     f"{data_dir(data_dir_override)}.")
-  import tensorflow_datasets as tfds
-
-  target = data_dir(data_dir_override) / "tfds"
+                     f"{root}.")
+  try:
+    import tensorflow  # noqa: F401 -- tensorflow-datasets prepares with it
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise PrepareError(f"preparing {name} needs TensorFlow ({e}); install it with `pip "
+                       "install 'fmjax[prepare]'` (`make data` does).") from e
+  target = root / "tfds"
+  manual = pathlib.Path(archives).expanduser() if archives else archive_dir(root)
   # array_record: the random-access format tfds.data_source reads without TensorFlow.
-  tfds.builder(info.tfds_name, data_dir=str(target),
-               file_format="array_record").download_and_prepare()
+  builder = tfds.builder(info.tfds_name, data_dir=str(target), file_format="array_record")
+  files = _archives(builder)
+  missing = {url: fname for url, fname in files.items() if not (manual / fname).exists()}
+
+  def failed(reason: str, cause: BaseException) -> PrepareError:
+    listing = "\n".join(f"    {url}  ->  {manual / fname}" for url, fname in files.items())
+    return PrepareError(
+        f"could not prepare {name}: {reason}\n"
+        f"  tensorflow-datasets needs these files (size and SHA-256 checked):\n{listing}\n"
+        f"  Without a network here: download them on another machine and put them at the "
+        f"paths above (or in a folder given with --archives), then run the same command "
+        f"again.\n  Or skip tensorflow-datasets: put {info.local_hint} in {root}.")
+
+  if missing and not builder.is_prepared():
+    # tensorflow-datasets retries a failed connection for minutes; one quick probe
+    # tells "no network" at once, before anything is written.
+    reason = _unreachable(next(iter(missing)))
+    if reason:
+      raise failed(reason, None)
+  config = tfds.download.DownloadConfig(manual_dir=str(manual))
+  try:
+    builder.download_and_prepare(download_config=config)
+  except Exception as e:  # noqa: BLE001 -- classified below; anything else is re-raised
+    reason = _download_failure(e)
+    if reason is None:
+      raise
+    raise failed(reason, e) from e
   return target
+
+
+def _unreachable(url: str, timeout: float = 15.0) -> str | None:
+  """Why ``url``'s server cannot be reached (one try, no retries), or None.
+
+  Any HTTP answer, even an error status, means the network works."""
+  import requests
+
+  try:
+    requests.head(url, timeout=timeout, allow_redirects=False)
+  except requests.RequestException as e:
+    return f"cannot reach {url} ({type(e).__name__}); no network?"
+  return None
+
+
+def _download_failure(error: BaseException) -> str | None:
+  """A one-line reason when ``error`` (or its cause) is a failed download or a
+  checksum mismatch, else None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    kind = type(error).__name__
+    module = type(error).__module__
+    if kind == "NonMatchingChecksumError":
+      return ("a downloaded or placed archive does not match its registered checksum "
+              f"({str(error).splitlines()[0]})")
+    if module.startswith(("requests", "urllib3", "http.client")) or isinstance(
+        error, ConnectionError | TimeoutError) or kind == "DownloadError":
+      return f"the download failed, no network? ({kind}: {str(error)[:200]})"
+    error = error.__cause__ or error.__context__
+  return None
