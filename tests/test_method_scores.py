@@ -206,7 +206,7 @@ def test_influence_equals_the_exact_newton_step_on_logistic_regression():
     expected = unravel(newton - w)
     params32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), unravel(w))
   settings = MethodSettings(influence_hessian="remain", influence_damping=lam_r,
-                            influence_iters=50, influence_examples=10_000, batch_size=16)
+                            influence_iters=50, influence_examples=10_000, score_batch_size=16)
   delta, info = influence_update(model, params32, {}, task, settings, seed=0)
   assert info["cg_residual"] < 1e-4
   chex.assert_trees_all_close(delta, jax.tree.map(np.float32, expected), rtol=2e-3,

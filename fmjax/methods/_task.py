@@ -117,7 +117,8 @@ class MethodSettings:
     maskable: which parameters FisherMask and RandomMask may zero ('all' or
       'kernels'; see :mod:`fmjax.masks`).
     weighting: FisherMask score weighting, 'sum' (the paper) or 'mean'.
-    batch_size: examples per scoring batch.
+    score_batch_size: examples per scoring batch (fine-tuning uses
+      :attr:`fmjax.unlearning.UnlearnConfig.batch_size`).
     score_limit: score on at most this many remain examples (a fixed random
       subset; Fisher sums are rescaled to the whole set). None: all.
     ig_steps: Riemann steps of GradMask's integrated gradients.
@@ -135,7 +136,7 @@ class MethodSettings:
   ratio: float = 0.02
   maskable: str = "all"
   weighting: str = "sum"
-  batch_size: int = 256
+  score_batch_size: int = 256
   score_limit: int | None = None
   ig_steps: int = 20
   ig_limit: int | None = None

@@ -38,11 +38,11 @@ def activation_scores(model, params, model_state, task: UnlearnTask,
   """``{conv path: A_f - A_r}`` per channel."""
   variables = {"params": params, **model_state}
   means = _channels.make_channel_means(model, APPLY_KWARGS, where="post")
-  a_f = channel_set_means(means, variables, task, task.forget, settings.batch_size)
+  a_f = channel_set_means(means, variables, task, task.forget, settings.score_batch_size)
   if task.remain is None:
     return a_f
   remain = task.subsample(task.remain, settings.score_limit, seed)
-  a_r = channel_set_means(means, variables, task, remain, settings.batch_size)
+  a_r = channel_set_means(means, variables, task, remain, settings.score_batch_size)
   return {k: a_f[k] - a_r[k] for k in a_f}
 
 

@@ -23,7 +23,7 @@ def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: Method
   """A set's Fisher sum; on a subset of ``score_limit`` examples it is rescaled
   by ``len(indices) / len(subset)`` to estimate the whole set's sum."""
   subset = task.subsample(indices, settings.score_limit, seed)
-  est = accumulate_fisher_diag(fisher_diag, params, task.batches(subset, settings.batch_size))
+  est = accumulate_fisher_diag(fisher_diag, params, task.batches(subset, settings.score_batch_size))
   if len(subset) < len(indices):
     scale = len(indices) / len(subset)
     est = FisherEstimate(jax.tree.map(lambda t: t * scale, est.total), len(indices))

@@ -34,7 +34,7 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
   for layer in layers:
     ig = _channels.make_integrated_gradients(model, APPLY_KWARGS, layer, settings.ig_steps)
     total = np.zeros(layer.channels, np.float64)
-    for batch in task.batches(forget, settings.batch_size):
+    for batch in task.batches(forget, settings.score_batch_size):
       total += np.asarray(ig(variables, batch["image"], batch["label"]), np.float64).sum(0)
     out["/".join(layer.conv)] = total / len(forget)
   return out

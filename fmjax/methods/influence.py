@@ -103,7 +103,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
 
   hvp_sum = jax.jit(hvp_sum)
   g = None
-  for batch in task.batches(task.forget, settings.batch_size):
+  for batch in task.batches(task.forget, settings.score_batch_size):
     part = grad_sum(params, batch["image"], batch["label"])
     g = part if g is None else jax.tree.map(jnp.add, g, part)
   g = jax.tree.map(lambda x: x / len(task.forget), g)
@@ -112,7 +112,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
   else:
     pool = task.remain
   h_set = task.subsample(np.sort(pool), settings.influence_examples, seed)
-  batches = list(task.batches(h_set, settings.batch_size))
+  batches = list(task.batches(h_set, settings.score_batch_size))
   damping = settings.influence_damping
 
   def matvec(v):

@@ -78,7 +78,7 @@ def tfidf(model, params, model_state, task: UnlearnTask, settings: MethodSetting
   seed = subset_seed(key)
   remain = task.subsample(task.remain, settings.score_limit, seed)
   indices = np.sort(np.concatenate([task.forget, remain]))
-  a = class_channel_means(model, params, model_state, task, indices, settings.batch_size)
+  a = class_channel_means(model, params, model_state, task, indices, settings.score_batch_size)
   scores = {k: tfidf_scores(v, task.forget_classes) for k, v in a.items()}
   return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
                                        scores, settings.ratio,

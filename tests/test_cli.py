@@ -1,0 +1,103 @@
+"""Every option of `python -m fmjax train` and `unlearn` reaches the run's config.
+
+Each case runs the real command in a subprocess with ``--print-config`` (the
+config the run would record in its config.json, nothing written) and checks
+the fields its options set. A last test fails when an option is added
+without a case here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fmjax import __main__ as cli
+from fmjax import checkpoints, training
+
+TRAIN = ["train", "--dataset", "digits", "--model", "small_cnn", "--workdir", "{tmp}/t"]
+UNLEARN = ["unlearn", "--checkpoint", "{tmp}/trained", "--workdir", "{tmp}/u"]
+
+# (name, argv, {dotted config path: expected value}); options named in argv are
+# counted as covered.
+CASES = [
+    ("train schedule", TRAIN + ["--epochs", "8", "--batch-size", "32", "--lr", "0.2",
+                                "--decay-epochs", "3,6.5", "--weight-decay", "5e-4"],
+     {"epochs": 8, "batch_size": 32, "lr": 0.2, "decay_epochs": [3.0, 6.5],
+      "weight_decay": 5e-4}),
+    ("train data", TRAIN + ["--augment", "--seed", "7", "--train-limit", "500",
+                            "--noise-fraction", "0.3", "--noise-seed", "4", "--quiet",
+                            "--data-dir", "{tmp}/data"],
+     {"augment": True, "seed": 7, "train_limit": 500, "noise_fraction": 0.3, "noise_seed": 4}),
+    ("train no augment", TRAIN + ["--no-augment"], {"augment": False}),
+    ("unlearn core", UNLEARN + ["--method", "fisher_mask", "--forget-class", "3",
+                                "--forget-class", "5", "--ratio", "0.1", "--epochs", "4",
+                                "--compress-epochs", "2.5", "--lr", "0.03", "--batch-size", "16",
+                                "--freeze-mask", "--seed", "9"],
+     {"method": "fisher_mask", "forget_classes": [3, 5], "settings.ratio": 0.1, "epochs": 4,
+      "compress_epochs": 2.5, "lr": 0.03, "batch_size": 16, "freeze_mask": True, "seed": 9}),
+    ("unlearn data", UNLEARN + ["--method", "fisher_noise", "--no-remain", "--epochs", "0",
+                                "--outliers", "--quiet", "--data-dir", "{tmp}/data"],
+     {"method": "fisher_noise", "no_remain": True, "forget_classes": None, "epochs": 0}),
+    ("unlearn remain limit", UNLEARN + ["--method", "finetune", "--remain-limit", "50",
+                                        "--lr", "compressed"],
+     {"remain_limit": 50, "lr": "compressed", "forget_classes": [0]}),
+    ("unlearn scoring", UNLEARN + ["--method", "grad_mask", "--maskable", "kernels",
+                                   "--weighting", "mean", "--score-limit", "300",
+                                   "--ig-steps", "7", "--ig-limit", "40",
+                                   "--noise-alpha", "2e-6", "--score-batch-size", "64",
+                                   "--fisher-chunk", "8"],
+     {"settings.maskable": "kernels", "settings.weighting": "mean", "settings.score_limit": 300,
+      "settings.ig_steps": 7, "settings.ig_limit": 40, "settings.noise_alpha": 2e-6,
+      "settings.score_batch_size": 64, "settings.fisher_chunk": 8}),
+    ("unlearn influence", UNLEARN + ["--method", "influence", "--influence-damping", "0.5",
+                                     "--influence-iters", "3", "--influence-examples", "99",
+                                     "--influence-hessian", "remain"],
+     {"settings.influence_damping": 0.5, "settings.influence_iters": 3,
+      "settings.influence_examples": 99, "settings.influence_hessian": "remain"}),
+    ("unlearn readouts", UNLEARN + ["--method", "retrain", "--eval-limit", "123", "--no-mia",
+                                    "--relearn-epochs", "2", "--relearn-threshold", "0.7"],
+     {"eval_limit": 123, "mia": False, "relearn_epochs": 2, "relearn_threshold": 0.7}),
+]
+
+
+@pytest.fixture
+def trained_config(tmp_path):
+  """A training run's config.json (what `unlearn --checkpoint` reads to resolve defaults)."""
+  config = training.default_config("digits", "small_cnn", epochs=1)
+  checkpoints.claim_workdir(tmp_path / "trained", dataclasses.asdict(config))
+  return tmp_path
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+@pytest.mark.parametrize("name,argv,expected", CASES, ids=[c[0] for c in CASES])
+def test_options_reach_the_config(trained_config, name, argv, expected):
+  tmp = trained_config
+  args = [a.replace("{tmp}", str(tmp)) for a in argv] + ["--print-config"]
+  out = subprocess.run([sys.executable, "-m", "fmjax", *args], capture_output=True, text=True,
+                       env=os.environ, timeout=120)
+  assert out.returncode == 0, out.stderr
+  config = json.loads(out.stdout)
+  for path, value in expected.items():
+    assert _get(config, path) == pytest.approx(value) if isinstance(value, float) else \
+        _get(config, path) == value, (path, _get(config, path), value)
+  assert not (tmp / "t").exists() and not (tmp / "u").exists()   # nothing written
+
+
+def test_every_option_has_a_case():
+  covered = {a for _, argv, _ in CASES for a in argv if a.startswith("--")}
+  covered |= {"--help", "--print-config", "--checkpoint", "--workdir", "--dataset", "--model"}
+  sub = next(a for a in cli.parser()._actions if a.dest == "command")
+  for command in ("train", "unlearn"):
+    options = {o for action in sub.choices[command]._actions for o in action.option_strings
+               if o.startswith("--")}
+    assert options - covered == set(), f"{command} options without a test case"
