@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,26 +64,59 @@ class Checkpoints:
                                          item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, epoch: int, tree: Any) -> None:
-    self.manager.save(epoch, args=ocp.args.StandardSave(tree))
+    """Saves ``tree`` as the checkpoint of ``epoch``.
+
+    Raises:
+      RuntimeError: orbax declined to save (a checkpoint of this or a later
+        epoch is already there), so the epoch would silently not be kept.
+    """
+    saved = self.manager.save(epoch, args=ocp.args.StandardSave(tree))
     self.manager.wait_until_finished()
+    if not saved:
+      raise RuntimeError(
+          f"orbax did not save the checkpoint of epoch {epoch} in {self.directory}: it holds "
+          f"epochs {sorted(self.manager.all_steps())}. The directory was changed while this "
+          "run was using it; start again in a fresh work directory.")
 
   def restore_latest(self, like: Any) -> tuple[int, Any] | None:
-    """The newest readable checkpoint as ``(epoch, tree)``, or None.
+    """The newest readable checkpoint as ``(epoch, tree)``; None when there is none.
 
-    A corrupt or partial checkpoint is skipped with a warning and the one
-    before it is used.
+    A checkpoint that cannot be read (corrupt or partial files) is not
+    deleted and not silently skipped: it is moved to
+    ``checkpoints-unreadable/<epoch>-<n>`` beside ``checkpoints``, the reason
+    is printed, and the checkpoint before it is tried. The caller then
+    recomputes the epochs after the one restored, and saves them anew.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     for epoch in sorted(self.manager.all_steps(), reverse=True):
       try:
         tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
         return epoch, tree
-      except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint: try the previous
-        log.warning("checkpoint of epoch %d is unreadable (%s: %s); falling back to the "
-                    "previous one", epoch, type(e).__name__, e)
-        print(f"warning: checkpoint of epoch {epoch} is unreadable ({type(e).__name__}); "
-              "falling back to the previous one")
+      except Exception as e:  # noqa: BLE001 -- reported below, the files are kept
+        moved = self._move_aside(epoch)
+        message = (f"checkpoint of epoch {epoch} cannot be read ({type(e).__name__}: "
+                   f"{str(e).splitlines()[0][:300] if str(e) else ''}); moved to {moved} and "
+                   "the epochs after the previous checkpoint will be recomputed")
+        log.warning(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
     return None
+
+  @property
+  def directory(self) -> pathlib.Path:
+    return pathlib.Path(self.manager.directory)
+
+  def _move_aside(self, epoch: int) -> pathlib.Path:
+    """Moves the checkpoint of ``epoch`` out of orbax's sight, keeping its files."""
+    source = self.directory / str(epoch)
+    aside = self.directory.parent / "checkpoints-unreadable"
+    aside.mkdir(exist_ok=True)
+    n = 0
+    while (aside / f"{epoch}-{n}").exists():
+      n += 1
+    target = aside / f"{epoch}-{n}"
+    source.rename(target)
+    self.manager.reload()
+    return target
 
   def structure_mismatch(self, like: Any) -> str | None:
     """Why the newest checkpoint cannot hold a tree like ``like``, or None.

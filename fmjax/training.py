@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from fmjax import checkpoints, data, evaluation, schedules
+from fmjax._faults import crash_point
 from fmjax.models import get_model
 
 
@@ -256,6 +257,9 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
   if restored is not None:
     start_epoch, tree = restored
     state = TrainState(*tree["state"])
+    if start_epoch < config.epochs:   # said even when quiet: the run did not start fresh
+      print(f"resuming after epoch {start_epoch} (checkpoint in {workdir / 'checkpoints'})",
+            file=sys.stderr, flush=True)
   metrics = [m for m in checkpoints.read_metrics(workdir) if m["epoch"] <= start_epoch]
   checkpoints.write_metrics(workdir, metrics)
 
@@ -274,6 +278,7 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
       step_key = jax.random.fold_in(aug_key, (epoch - 1) * steps_per_epoch + i)
       state, m = step(state, images_dev, labels_dev, idx, step_key)
       sums = {k: sums[k] + m[k] * len(idx) for k in sums}
+      crash_point(f"train.step.{epoch}.{i}")
       bar.update(1)
       if not bar.disable and (i % 20 == 0 or i == steps_per_epoch - 1):
         done = (i + 1) * config.batch_size
@@ -292,6 +297,7 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
     ckpt.save(epoch, {"state": state})
     checkpoints.append_metrics(workdir, record)
     metrics.append(record)
+    crash_point(f"train.epoch.{epoch}")
     if progress is not False:
       print(f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
             f"train acc {record['train_accuracy']:.4f}  test acc {record['test_accuracy']:.4f}"
@@ -314,9 +320,16 @@ def read_config(workdir: str) -> TrainConfig:
   return TrainConfig(**raw)
 
 
-def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dataset | None = None
+def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dataset | None = None,
+                 allow_partial: bool = False
                  ) -> tuple[TrainConfig, nn.Module, TrainState, data.Dataset]:
-  """The config, model, last checkpointed state and dataset of a training run."""
+  """The config, model, last checkpointed state and dataset of a training run.
+
+  Raises:
+    ValueError: the run has not finished its epochs (unless ``allow_partial``),
+      or its checkpoint does not match its config.
+    FileNotFoundError: no training run, or no readable checkpoint, in ``workdir``.
+  """
   config = read_config(workdir)
   ds = dataset or data.load_dataset(config.dataset, data_dir)
   n = len(training_set(config, ds)[1])
@@ -331,4 +344,8 @@ def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dat
   if restored is None:
     raise FileNotFoundError(f"{workdir} has no readable checkpoint; run the training command "
                             "again to resume it.")
+  if restored[0] < config.epochs and not allow_partial:
+    raise ValueError(f"the training run in {workdir} stopped after epoch {restored[0]} of "
+                     f"{config.epochs}; run its training command again to finish it (it "
+                     "resumes), or allow a partly trained model explicitly.")
   return config, model, TrainState(*restored[1]["state"]), ds

@@ -61,8 +61,14 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, digits, capsys):
   for f in (run / "checkpoints" / "2").rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  config, _, state, _ = training.load_trained(run, dataset=digits)
-  assert "epoch 2 is unreadable" in capsys.readouterr().out
+  with pytest.raises(ValueError, match=r"stopped after epoch 1 of 3; run its training command"):
+    training.load_trained(run, dataset=digits)
+  err = capsys.readouterr().err
+  assert "checkpoint of epoch 2 cannot be read" in err and "checkpoints-unreadable/2-0" in err
+  # Kept, not deleted: the files are moved aside, never left where orbax would skip them.
+  assert (run / "checkpoints-unreadable" / "2-0").is_dir()
+  assert not (run / "checkpoints" / "2").exists()
+  config, _, state, _ = training.load_trained(run, dataset=digits, allow_partial=True)
   one = training.train(_config(), tmp_path / "one", dataset=digits, progress=False,
                        stop_after_epoch=1)
   assert _leaves_equal(state, one.state)
@@ -70,6 +76,9 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, digits, capsys):
   resumed = training.train(_config(), run, dataset=digits, progress=False)
   full = training.train(_config(), tmp_path / "full", dataset=digits, progress=False)
   assert _leaves_equal(resumed.state, full.state)
+  # Epoch 2 was recomputed and saved again: the run is whole.
+  assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [2, 3]
+  assert _leaves_equal(training.load_trained(run, dataset=digits)[2], full.state)
 
 
 def test_different_config_in_workdir_is_refused(tmp_path, digits):
@@ -112,3 +121,45 @@ def test_cli_help_explains_resume(capsys):
   with pytest.raises(SystemExit):
     cli.main(["train", "--help"])
   assert "resume" in capsys.readouterr().out
+
+
+def _train_cli(workdir, env=None):
+  import os
+  import subprocess
+  import sys
+
+  argv = [sys.executable, "-m", "fmjax", "train", "--dataset", "digits", "--model", "small_cnn",
+          "--workdir", str(workdir), "--epochs", "4", "--batch-size", "64", "--lr", "0.05",
+          "--decay-epochs", "2,3", "--augment", "--quiet"]
+  return subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, **(env or {})})
+
+
+def test_killed_mid_epoch_resumes_without_recomputing(tmp_path):
+  """`kill -9` in the middle of epoch 3 (augmentation on, lr decaying at 2 and 3):
+  the rerun restores epoch 2, keeps the records of epochs 1-2 byte for byte
+  (their timings included, which a restart from scratch would rewrite) and
+  ends exactly where an uninterrupted run ends."""
+  from fmjax._faults import ENV
+
+  full = _train_cli(tmp_path / "full")
+  assert full.returncode == 0, full.stderr
+  killed = _train_cli(tmp_path / "run", {ENV: "train.step.3.5"})
+  assert killed.returncode == -9, killed.stderr   # SIGKILL, mid-epoch
+  before = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(line)["epoch"] for line in before] == [1, 2]
+  rerun = _train_cli(tmp_path / "run")
+  assert rerun.returncode == 0, rerun.stderr
+  assert "resuming after epoch 2" in rerun.stderr
+  after = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+  assert after[:2] == before
+  records = [json.loads(line) for line in after]
+  uninterrupted = checkpoints.read_metrics(tmp_path / "full")
+  timing = ("seconds", "examples_per_s")
+  assert [{k: v for k, v in r.items() if k not in timing} for r in records] == \
+      [{k: v for k, v in r.items() if k not in timing} for r in uninterrupted]
+  assert [r["lr"] for r in records] == pytest.approx([0.05, 0.05, 0.005, 0.0005])  # decaying
+  ds = data.load_dataset("digits")
+  _, _, resumed, _ = training.load_trained(tmp_path / "run", dataset=ds)
+  _, _, reference, _ = training.load_trained(tmp_path / "full", dataset=ds)
+  assert _leaves_equal(resumed, reference)
