@@ -11,6 +11,7 @@ import pytest
 import fmjax
 import fmjax.training
 from fmjax.models import MODELS, DenseNet, get_model
+from tests.conftest import init_with_stats, rel_error
 
 # Parameter counts for 10 classes and 3 input channels. References: ResNet20
 # 269,722 (shared/bench/peers, PyTorch); VGG16-BN 14,728,266, GoogLeNet
@@ -67,8 +68,9 @@ def test_shallow_densenet_forward_backward_and_fisher():
 def _check_model(model):
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
   y = jnp.array([0, 4])
-  variables = model.init(jax.random.key(0), x)
-  params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
+  # BatchNorm statistics and scales away from (0, 1): their per-layer factors matter.
+  params, state = init_with_stats(model, x)
+  variables = {"params": params, **state}
   chex.assert_shape(model.apply(variables, x), (2, 5))
 
   def loss(p):
@@ -78,11 +80,19 @@ def _check_model(model):
   grads = jax.grad(loss)(params)
   chex.assert_trees_all_equal_shapes(grads, params)
   chex.assert_tree_all_finite(grads)
+  batch = {"image": x, "label": y}
   fisher_diag = fmjax.make_fisher_diag(model, state)
-  assert fisher_diag.describe(params, {"image": x, "label": y}).path == "per_layer"
-  f = fisher_diag(params, {"image": x, "label": y})
+  assert fisher_diag.describe(params, batch).path == "per_layer"
+  f = fisher_diag(params, batch)
   chex.assert_trees_all_equal_shapes(f, params)
-  assert all(np.all(np.asarray(leaf) >= 0) for leaf in jax.tree.leaves(f))
+  # The exact per-layer formulas against the reference vmap(grad), leaf by leaf.
+  reference = fmjax.make_fisher_diag(model, state, path="vmap")(params, batch)
+  for (where, got), want in zip(jax.tree_util.tree_leaves_with_path(f),
+                                jax.tree.leaves(reference), strict=True):
+    scale = float(np.max(np.abs(want))) or 1.0
+    np.testing.assert_allclose(np.asarray(got) / scale, np.asarray(want) / scale, atol=2e-5,
+                               err_msg=jax.tree_util.keystr(where))
+  assert rel_error(f, reference) < 1e-5
 
 
 def test_unknown_model():
