@@ -12,46 +12,61 @@ export XLA_FLAGS ?= --xla_cpu_experimental_ynn_fusion_type=individual_dot
 
 BENCH_ARGS ?= --n 1024 --batch 128
 
+# Every command gets the data directory, when one is given: make cifar10-resnet20 DATA_DIR=/x
+DATA_ARGS = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+# Overrides of an experiment's config, the same code path shrunk or changed:
+#   make cifar10-resnet20 SET="unlearn.ratio=0.04 seeds=0,1"
+# SMOKE=1: the experiment's own datasets and models, one epoch on a few hundred
+# examples, one seed, cheap scoring (minutes on a CPU; what CI runs end to end).
+SMOKE_SET := seeds=0 train.epochs=1 train.train_limit=320 unlearn.epochs=1 \
+             unlearn.eval_limit=200 unlearn.relearn_epochs=1 unlearn.score_limit=200 \
+             unlearn.ig_steps=2 unlearn.ig_limit=64 unlearn.influence_iters=2 \
+             unlearn.influence_examples=64 unlearn.fisher_chunk=32
+SET_ARGS = $(foreach s,$(if $(SMOKE),$(SMOKE_SET)) $(SET),--set $(s))
+# Where a target's run goes: runs/<name>[-smoke] unless WORKDIR is given.
+workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
+
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
-        lr-ablation report compare
+        lr-ablation report compare test-prepare
 
 RUN_EXP := $(BIN)/python -m experiments.run
 # Prepare a dataset with tensorflow-datasets unless it loads already (needs a network).
 define need_data
-	$(BIN)/python -m fmjax data check --dataset $(1) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) \
+	$(BIN)/python -m fmjax data check --dataset $(1) $(DATA_ARGS) \
 	  || $(MAKE) data DATASET=$(1)
 endef
 
 ## The offline default, the README's first command: every method removes a class of real
 ## Fashion-MNIST on this CPU, report and figure in runs/fashion_offline (about 20 min).
 offline: $(STAMP)
-	$(RUN_EXP) fashion_offline --workdir runs/fashion_offline
+	$(RUN_EXP) fashion_offline --workdir $(call workdir,fashion_offline) $(DATA_ARGS) $(SET_ARGS)
 
 ## Figure 2 on CIFAR-10 with ResNet20: trains (or reuses) the model, every method, 3 seeds.
 cifar10-resnet20: $(STAMP)
 	$(call need_data,cifar10)
-	$(RUN_EXP) class_removal --dataset cifar10 --model resnet20 \
-	  --workdir runs/class_removal-cifar10-resnet20
+	$(RUN_EXP) class_removal --dataset cifar10 --model resnet20 $(DATA_ARGS) $(SET_ARGS) \
+	  --workdir $(call workdir,class_removal-cifar10-resnet20)
 
 ## Any of the paper's 16 pairs: make class-removal DATASET=cifar100 MODEL=googlenet
 class-removal: $(STAMP)
 	@test -n "$(DATASET)" -a -n "$(MODEL)" || { echo "usage: make class-removal DATASET=.. MODEL=.."; exit 2; }
 	$(if $(filter tiny_imagenet,$(DATASET)),,$(call need_data,$(DATASET)))
-	$(RUN_EXP) class_removal --dataset $(DATASET) --model $(MODEL) \
-	  --workdir runs/class_removal-$(DATASET)-$(MODEL)
+	$(RUN_EXP) class_removal --dataset $(DATASET) --model $(MODEL) $(DATA_ARGS) $(SET_ARGS) \
+	  --workdir $(call workdir,class_removal-$(DATASET)-$(MODEL))
 
 ## Table 1 over Figure 2's four settings (Tiny-ImageNet must be in $$FMJAX_DATA_DIR).
 mask-only: $(STAMP)
 	$(call need_data,cifar10)
 	$(call need_data,cifar100)
 	$(call need_data,mnist)
-	$(RUN_EXP) mask_only --workdir runs/mask_only
+	$(RUN_EXP) mask_only --workdir $(call workdir,mask_only) $(DATA_ARGS) $(SET_ARGS)
 
 ## Table 2, Figure 3, Figure 4, Figure 5 (CIFAR-10, ResNet20).
 outliers limited-remain ratio-sweep lr-ablation: $(STAMP)
 	$(call need_data,cifar10)
-	$(RUN_EXP) $(subst -,_,$@) --workdir runs/$(subst -,_,$@)
+	$(RUN_EXP) $(subst -,_,$@) --workdir $(call workdir,$(subst -,_,$@)) $(DATA_ARGS) \
+	  $(SET_ARGS)
 
 ## Rebuild a run's report and figure from its files: make report RUN=runs/fashion_offline
 report: $(STAMP)
@@ -70,22 +85,32 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not prepare" tests
+
+## The data-preparation paths with TensorFlow installed: tiny archives in the official
+## formats through tensorflow-datasets' own download-and-prepare, and `make
+## cifar10-resnet20 SMOKE=1` end to end on them (CI runs it after `make test`).
+test-prepare: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[prepare]'
+	$(BIN)/python -m pytest -q -n 2 -m "prepare and not slow" tests
 
 ## The tests that compile large models for minutes (DenseNet, GoogLeNet).
 test-slow: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[prepare]'
 	$(BIN)/python -m pytest -q -n 2 -m slow tests
 
-## Prepare a tensorflow-datasets copy: make data DATASET=cifar10 [DATA_DIR=...] (needs a network).
+## Prepare a tensorflow-datasets copy: make data DATASET=cifar10 [DATA_DIR=...] (needs a network,
+## or the official archives in ARCHIVES=dir or <data dir>/tfds/downloads/manual).
 data: $(STAMP)
 	@test -n "$(DATASET)" || { echo "usage: make data DATASET=cifar10 [DATA_DIR=...]"; exit 2; }
 	$(BIN)/python -m pip install -q -e '.[prepare]'
-	$(BIN)/python -m fmjax data prepare --dataset $(DATASET) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(BIN)/python -m fmjax data prepare --dataset $(DATASET) $(DATA_ARGS) \
+	  $(if $(ARCHIVES),--archives $(ARCHIVES))
 
 ## Train the small CNN on real Fashion-MNIST (apt-get install dataset-fashion-mnist).
 train-fashion: $(STAMP)
 	$(BIN)/python -m fmjax train --dataset fashion_mnist --model small_cnn \
-	  --workdir runs/fashion_mnist-small_cnn $(TRAIN_ARGS)
+	  --workdir $(call workdir,fashion_mnist-small_cnn) $(DATA_ARGS) $(TRAIN_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fmjax tests benchmarks experiments

@@ -1,8 +1,13 @@
-"""``python -m experiments.run NAME [--small] [--workdir DIR] [config options]``.
+"""``python -m experiments.run NAME [--small] [--workdir DIR] [--set KEY=VALUE ...]``.
 
 Runs the experiment config ``experiments/NAME.py`` (its ``get_config``), then
 writes ``results.csv``, ``report.md`` and the figures. Rerun the same command
 after an interruption: finished units are skipped, an interrupted one resumes.
+
+``--set`` overrides any field of the experiment's training or unlearning
+configs (``--set train.epochs=1 --set unlearn.ratio=0.04 --set seeds=0``; see
+``experiments/_overrides.py``); the overridden experiment is what the run
+records in ``config.json``.
 """
 
 from __future__ import annotations
@@ -19,19 +24,24 @@ import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from experiments import EXPERIMENTS, _report, _runner  # noqa: E402
+from experiments import EXPERIMENTS, _overrides, _report, _runner  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__)
   p.add_argument("name", choices=EXPERIMENTS)
   p.add_argument("--workdir", default=None, help="default: runs/NAME[-DATASET-MODEL][-small]")
-  p.add_argument("--small", action="store_true", help="the smoke form (digits, one seed)")
+  p.add_argument("--small", action="store_true",
+                 help="the smoke form on other data: digits and the small CNN, one seed")
   p.add_argument("--dataset", default=None, help="class_removal etc.: the dataset")
   p.add_argument("--model", default=None, help="class_removal etc.: the model")
   p.add_argument("--seeds", default=None, help="comma-separated unlearning seeds")
-  p.add_argument("--data-dir", default=None)
-  p.add_argument("--quiet", action="store_true")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config field: seeds=0,1, train.<field>=..., "
+                      "unlearn.<field>=... (repeatable; type-checked)")
+  p.add_argument("--data-dir", default=None,
+                 help="dataset directory (default: $FMJAX_DATA_DIR or ~/fmjax_data)")
+  p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
   return p
 
 
@@ -43,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     kwargs["dataset"] = args.dataset
   if args.model:
     kwargs["model"] = args.model
-  if args.seeds:
-    kwargs["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+  if args.seeds:   # the same as --set seeds=..., checked the same way
+    args.set.insert(0, f"seeds={args.seeds}")
   workdir = args.workdir or "runs/" + "-".join(
       [args.name] + [v for v in (args.dataset, args.model) if v] + (["small"] if args.small
                                                                     else []))
@@ -53,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
   if extra:
     print(f"error: {args.name} does not take --{', --'.join(extra)}.", file=sys.stderr)
     return 2
+  if args.small and (args.dataset or args.model):
+    print("error: --small runs on digits with the small CNN; it cannot be combined with "
+          "--dataset/--model. To shrink a real configuration, use --set (e.g. --set "
+          "train.epochs=1 --set train.train_limit=300 --set seeds=0).", file=sys.stderr)
+    return 2
   try:
-    exp = module.get_config(**kwargs)
+    exp = _overrides.apply(module.get_config(**kwargs), _overrides.parse(args.set))
     start = time.perf_counter()
     outcome = _runner.run(exp, workdir, data_dir=args.data_dir,
                           progress=False if args.quiet else None)

@@ -95,3 +95,59 @@ def test_bad_experiment_definitions_and_options(tmp_path, capsys):
   assert "does not take --dataset" in capsys.readouterr().err
   exp = _tiny()
   assert Experiment.from_json(json.loads(json.dumps(exp.to_json()))) == exp
+
+
+class TestOverrides:
+  """`python -m experiments.run NAME --set KEY=VALUE`: the same experiment, changed by data."""
+
+  def test_values_are_parsed_by_the_fields_type(self):
+    from experiments import _overrides
+    got = _overrides.parse(["seeds=0,2", "train.epochs=1", "train.decay_epochs=1,1.5",
+                            "train.augment=true", "train.train_limit=none",
+                            "unlearn.ratio=0.04", "unlearn.lr=compressed", "unlearn.lr=0.5",
+                            "unlearn.mia=false", "unlearn.forget_classes=3,4"])
+    assert got == {"seeds": (0, 2), "train.epochs": 1, "train.decay_epochs": (1.0, 1.5),
+                   "train.augment": True, "train.train_limit": None, "unlearn.ratio": 0.04,
+                   "unlearn.lr": 0.5, "unlearn.mia": False, "unlearn.forget_classes": (3, 4)}
+
+  @pytest.mark.parametrize("item, match", [
+      ("train.epochs=two", r"--set train.epochs=two: expected int, got 'two'"),
+      ("unlearn.mia=maybe", r"expected true or false"),
+      ("seeds=a", r"--set seeds=a: expected int"),
+      ("seeds=", r"at least one seed"),
+      ("train.epoch=1", r"--set train.epoch: unknown key; valid keys: .*train\.epochs"),
+      ("ratio=0.1", r"unknown key; valid keys: .*unlearn\.ratio"),
+      ("train.epochs", r"--set takes KEY=VALUE"),
+  ])
+  def test_bad_items_are_clear_errors(self, item, match):
+    from experiments import _overrides
+    with pytest.raises(ValueError, match=match):
+      _overrides.parse([item])
+
+  def test_applied_to_every_original_and_unit(self):
+    from experiments import _overrides, class_removal
+    exp = _overrides.apply(class_removal.get_config("cifar10", "resnet20"), _overrides.parse(
+        ["train.epochs=1", "train.train_limit=300", "unlearn.epochs=1", "unlearn.ratio=0.04",
+         "seeds=0"]))
+    assert exp.originals["main"] == Original("cifar10", "resnet20",
+                                             {"epochs": 1, "train_limit": 300})
+    assert exp.seeds == (0,)
+    for unit in exp.units:
+      assert unit.unlearn["ratio"] == 0.04
+      # FisherNoise and Influence stay without fine-tuning, as the paper draws them.
+      assert unit.unlearn.get("epochs") == (None if unit.method in ("fisher_noise", "influence")
+                                            else 1)
+
+  def test_cli_records_overrides_and_rejects_bad_ones_before_writing(self, tmp_path, capsys):
+    code = run.main(["class_removal", "--small", "--workdir", str(tmp_path / "bad"), "--quiet",
+                     "--set", "unlearn.ratio=lots"])
+    assert code == 2 and "--set unlearn.ratio=lots: expected float" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    code = run.main(["class_removal", "--small", "--dataset", "cifar10", "--workdir",
+                     str(tmp_path / "bad")])
+    assert code == 2 and "cannot be combined with --dataset" in capsys.readouterr().err
+    code = run.main(["mask_only", "--small", "--workdir", str(tmp_path / "run"), "--quiet",
+                     "--seeds", "1", "--set", "unlearn.ratio=0.08"])
+    assert code == 0
+    saved = Experiment.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
+    assert saved.seeds == (1,) and all(u.unlearn["ratio"] == 0.08 for u in saved.units)
