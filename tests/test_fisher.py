@@ -137,6 +137,35 @@ def test_weights_drop_examples(cnn_setup):
   assert rel_error(est.mean(), want) < 1e-5
 
 
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_fractional_weights_multiply_each_examples_contribution(cnn_setup, path, kind):
+  """sum(params, batch, w) == sum_n w_n * (the example's own Fisher), by a float64 loop."""
+  model, params, state, x, y = cnn_setup
+  w = np.array([0.5, 2.0, 0.0, 1.0, 0.25, 3.0, 1.5], np.float32)
+  est = fmjax.make_fisher_diag(model, state, path=path, kind=kind).sum(
+      params, {"image": x, "label": y}, jnp.asarray(w))
+  per_example = [loop_fisher(model, params, state, x[n:n + 1], y[n:n + 1], kind=kind)
+                 for n in range(len(w))]
+  want = jax.tree.map(lambda *leaves: sum(wn * leaf for wn, leaf in zip(w, leaves, strict=True)),
+                      *per_example)
+  assert float(est.count) == pytest.approx(w.sum())
+  assert rel_error(est.total, want) < 1e-5
+  # All weights 0.5: exactly half the unweighted total (the reported disagreement).
+  fd = fmjax.make_fisher_diag(model, state, path=path, kind=kind)
+  half = fd.sum(params, {"image": x, "label": y}, jnp.full(len(w), 0.5))
+  full = fd.sum(params, {"image": x, "label": y})
+  assert rel_error(half.total, jax.tree.map(lambda a: 0.5 * a, full.total)) < 1e-6
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_negative_or_nan_weights_are_refused(cnn_setup, bad):
+  model, params, state, x, y = cnn_setup
+  w = jnp.ones(len(y)).at[2].set(bad)
+  with pytest.raises(ValueError, match="weights must be non-negative and finite"):
+    fmjax.make_fisher_diag(model, state).sum(params, {"image": x, "label": y}, w)
+
+
 def test_low_precision_params_accumulate_in_float32(mlp_setup):
   model, params, state, x, y = mlp_setup
   bf16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)

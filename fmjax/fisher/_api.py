@@ -212,8 +212,10 @@ class FisherDiagFn:
     Args:
       params: the model parameters (pytree).
       batch: ``{'image': [B, ...], 'label': [B] int}``.
-      weights: optional [B] non-negative example weights; 0 drops an example
-        (padding). ``count`` is their sum.
+      weights: optional [B] non-negative example weights. A weight multiplies
+        the example's contribution to the sum, ``total = sum_n w_n g_n^2``, on
+        every path and for both kinds; 0 drops an example (padding). ``count``
+        is their sum, so ``mean()`` is the weighted mean.
 
     Returns:
       ``FisherEstimate(total, count)`` with ``total`` shaped like ``params``.
@@ -234,6 +236,10 @@ class FisherDiagFn:
     elif np.shape(weights) != np.shape(labels):
       raise ValueError(f"weights must have shape {np.shape(labels)} (one per example), got "
                        f"{np.shape(weights)}.")
+    elif _checks.is_concrete(weights) and not np.all(np.asarray(weights) >= 0):
+      raise ValueError(f"weights must be non-negative and finite, got min "
+                       f"{np.nanmin(np.asarray(weights))} (NaN present: "
+                       f"{bool(np.isnan(np.asarray(weights)).any())}).")
     total = None
     size = min(self.chunk_size, labels.shape[0])
     for i in range(0, labels.shape[0], size):

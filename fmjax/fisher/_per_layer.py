@@ -255,7 +255,9 @@ def sq_grad_sum(model: nn.Module, apply_kwargs: Mapping, variables: Mapping,
   w = weights.astype(acc_dtype)
   num_classes = log_probs.shape[-1]
   if kind == "empirical":
-    cotangents = (jax.nn.one_hot(labels, num_classes, dtype=acc_dtype) * w[:, None])[None]
+    # sqrt(w): the gradients are squared, and a weight multiplies the example's square.
+    cotangents = (jax.nn.one_hot(labels, num_classes, dtype=acc_dtype)
+                  * jnp.sqrt(w)[:, None])[None]
   else:
     probs = lax.stop_gradient(jnp.exp(log_probs))                  # [B, K]
     scale = jnp.sqrt(probs * w[:, None])                            # [B, K]
