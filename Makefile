@@ -7,8 +7,6 @@ BIN    := $(VENV)/bin
 EXTRAS ?= test
 comma  := ,
 STAMP  := $(VENV)/.fmjax-installed-$(subst $(comma),-,$(EXTRAS))
-# The CPU flag measured to speed up XLA's convolutions here (field notes, section 3).
-export XLA_FLAGS ?= --xla_cpu_experimental_ynn_fusion_type=individual_dot
 
 BENCH_ARGS ?= --n 1024 --batch 128
 

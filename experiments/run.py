@@ -12,19 +12,15 @@ records in ``config.json``.
 
 from __future__ import annotations
 
-import os
+import argparse
+import importlib
+import inspect
+import json
+import pathlib
+import sys
+import time
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
-
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import inspect  # noqa: E402
-import json  # noqa: E402
-import pathlib  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-from experiments import EXPERIMENTS, _overrides, _report, _runner  # noqa: E402
+from experiments import EXPERIMENTS, _overrides, _report, _runner
 
 
 def parser() -> argparse.ArgumentParser:

@@ -18,7 +18,11 @@ The building blocks, each in a module named for what it holds:
 * :mod:`fmjax.unlearning` -- a whole unlearning run from a checkpoint, resumable.
 """
 
-from fmjax.fisher import (
+from fmjax import _xla_flags
+
+_xla_flags.configure()   # before any backend starts; see fmjax/_xla_flags.py
+
+from fmjax.fisher import (  # noqa: E402
     FisherDiagFn,
     FisherEstimate,
     PathInfo,

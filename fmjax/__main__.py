@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import argparse
+import dataclasses
+import json
+import sys
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
-
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-
-from fmjax import data  # noqa: E402
-from fmjax.methods import METHODS  # noqa: E402
-from fmjax.models import MODELS  # noqa: E402
+from fmjax import data
+from fmjax.methods import METHODS
+from fmjax.models import MODELS
 
 
 def _train(args: argparse.Namespace) -> int:

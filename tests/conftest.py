@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
-
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import fmjax  # noqa: F401 -- sets fmjax's CPU XLA flag before any backend starts
 
 
 class TinyMLP(nn.Module):

@@ -1,0 +1,55 @@
+"""fmjax's one XLA flag: set only for the CPU backend, only where jaxlib accepts it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fmjax import _xla_flags
+
+BOGUS = "--xla_cpu_fmjax_bogus_flag_for_tests=1"
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+  for var in ("XLA_FLAGS", "JAX_PLATFORMS", _xla_flags.SWITCH):
+    monkeypatch.delenv(var, raising=False)
+  return monkeypatch
+
+
+def test_a_flag_jaxlib_rejects_is_not_passed_on(clean_env, tmp_path):
+  cache = tmp_path / "flags.json"
+  clean_env.setenv("JAX_PLATFORMS", "cpu")
+  assert _xla_flags.configure(BOGUS, cache=cache) is False
+  import os
+  assert "bogus" not in os.environ.get("XLA_FLAGS", "")
+  # The probe's answer is cached per jaxlib version: the next start costs nothing.
+  answers = json.loads(cache.read_text())
+  assert list(answers.values()) == [False] and BOGUS in next(iter(answers))
+
+
+def test_an_unknown_version_is_probed_and_an_accepted_flag_set(clean_env, tmp_path):
+  import os
+  clean_env.setenv("JAX_PLATFORMS", "cpu")
+  clean_env.setenv("XLA_FLAGS", "--xla_dump_to=/dev/null")
+  assert _xla_flags.configure(_xla_flags.CPU_FLAG, cache=tmp_path / "c.json", known_good=())
+  assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/dev/null {_xla_flags.CPU_FLAG}"
+
+
+@pytest.mark.parametrize("env", [{"JAX_PLATFORMS": "cuda"}, {"JAX_PLATFORMS": "tpu,cpu"},
+                                 {_xla_flags.SWITCH: "0"},
+                                 {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=all"}])
+def test_not_set_off_cpu_when_switched_off_or_when_the_user_chose(clean_env, tmp_path, env):
+  import os
+  for k, v in env.items():
+    clean_env.setenv(k, v)
+  before = os.environ.get("XLA_FLAGS")
+  assert _xla_flags.configure(cache=tmp_path / "c.json") is False
+  assert os.environ.get("XLA_FLAGS") == before
+
+
+def test_set_on_this_cpu_machine(clean_env, tmp_path):
+  import os
+  assert _xla_flags.configure(cache=tmp_path / "c.json") is True
+  assert os.environ["XLA_FLAGS"] == _xla_flags.CPU_FLAG
