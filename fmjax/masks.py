@@ -128,8 +128,10 @@ def fisher_mask_scores(fisher_forget, fisher_remain, *, weighting: str = "sum") 
     weighting: ``'sum'`` (default, the paper): ``F_f`` and ``F_r`` are each
       set's CONTRIBUTION to the Fisher diagonal, sums over its examples, so a
       remain set 9x larger weighs 9x more. ``'mean'`` compares per-set means;
-      on a ResNet20 trained on Fashion-MNIST it zeroes weights the whole model
-      needs and collapses it to one class (field notes, section 1).
+      in an independent reference run (PyTorch, ResNet20 on Fashion-MNIST,
+      one class forgotten, R = 0.02 and 0.04, no fine-tuning) it zeroed
+      weights the whole model needs and collapsed it to predicting one class,
+      while the sums removed the class and kept the remain accuracy.
 
   Returns:
     Pytree of scores shaped like the Fisher; larger means "mask first".

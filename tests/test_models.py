@@ -12,8 +12,8 @@ from fmjax.training import init_train_state, make_train_step, sgd
 
 
 def test_resnet20_parameter_count():
-  # 269,722: the CIFAR ResNet20 with option-A shortcuts of shared/bench/peers
-  # (PyTorch; convs without bias, BatchNorm weight and bias, Dense 64 -> 10).
+  # 269,722: the common PyTorch CIFAR ResNet20 with option-A shortcuts (convs
+  # without bias, BatchNorm weight and bias, Dense 64 -> 10).
   variables = resnet20(10).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
   assert sum(p.size for p in jax.tree.leaves(variables["params"])) == 269_722
   assert set(variables) == {"params", "batch_stats"}

@@ -14,7 +14,7 @@ from fmjax.models import MODELS, DenseNet, get_model
 from tests.conftest import init_with_stats, rel_error
 
 # Parameter counts for 10 classes and 3 input channels. References: ResNet20
-# 269,722 (shared/bench/peers, PyTorch); VGG16-BN 14,728,266, GoogLeNet
+# 269,722 (the PyTorch CIFAR ResNet20, option A); VGG16-BN 14,728,266, GoogLeNet
 # 6,166,250 and DenseNet (growth 12) 1,000,618 are the counts of the widely
 # used PyTorch CIFAR ports (kuangliu/pytorch-cifar) these models follow;
 # ResNet "50" (n=8) 755,802 = 6n+2 arithmetic below; SmallCNN at 28x28x1.

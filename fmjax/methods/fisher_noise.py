@@ -4,8 +4,8 @@ add Gaussian noise shaped by the inverse Fisher of the remain set.
 The paper's Equation 2, ``w = w* + (lambda sigma^2)^(1/4) h^(-1/4) eps``, is
 the "Fisher forgetting" of Golatkar et al. with the Hessian replaced by the
 diagonal Fisher ``h`` of D_r. The paper states that it sets the
-hyper-parameters as Golatkar et al.; their released recipe, reproduced here
-(field notes, section 2), draws ``w = mu + sqrt(var) * eps`` with
+hyper-parameters as Golatkar et al.; their released code's recipe (batch
+size 1, BatchNorm in inference mode, the settings below), reproduced here, draws ``w = mu + sqrt(var) * eps`` with
 
 * ``h``: the TRUE Fisher (expectation over the model's predictive
   distribution), mean over D_r, BatchNorm in inference mode;

@@ -4,7 +4,7 @@ ResNet20 is n=3, the paper's "ResNet50" is n=8 (its public code's CIFAR ResNet,
 not ImageNet's bottleneck ResNet-50). Stages have 16/32/64 channels; the
 shortcut where shape changes is He et al.'s option A (stride-2 subsampling and
 zero-padded channels, no parameters), so ResNet20 has 269,722 parameters for 10
-classes, the count of the PyTorch peers in ``shared/bench/peers``.
+classes, the count of the common PyTorch CIFAR ResNet20 with option-A shortcuts.
 
 Why Linen and not NNX: fmjax is a library of pure functions over parameter
 pytrees (``fisher_diag(params, batch)``, boolean masks shaped like params, optax
