@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import pathlib
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,9 +139,10 @@ def _tfds(info: DatasetInfo, root: pathlib.Path, *, require_prepared: bool):
   import tensorflow_datasets as tfds
 
   tfds_dir = root / "tfds"
-  builder = tfds.builder(info.tfds_name, data_dir=str(tfds_dir))
-  if require_prepared and not builder.is_prepared():
-    return None
+  with _quiet_absl():   # a missing copy is an answer here, not a warning
+    builder = tfds.builder(info.tfds_name, data_dir=str(tfds_dir))
+    if require_prepared and not builder.is_prepared():
+      return None
   try:
     sources = tfds.data_source(info.tfds_name, split=["train", "test"], data_dir=str(tfds_dir),
                                download=False)
@@ -161,6 +165,32 @@ def _tfds(info: DatasetInfo, root: pathlib.Path, *, require_prepared: bool):
   if train_x.ndim == 3:
     train_x, test_x = train_x[..., None], test_x[..., None]
   return (train_x, train_y, test_x, test_y, names), f"tfds:{info.tfds_name} in {tfds_dir}"
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  """Silences tensorflow-datasets' absl warnings about a copy that is not there."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+def _remove_incomplete(dataset_dir: pathlib.Path) -> None:
+  """Removes what a failed preparation left in ``dataset_dir``: TFDS's
+  ``incomplete.*`` folders, then the folder itself if nothing else is there."""
+  if not dataset_dir.is_dir():
+    return
+  for leftover in dataset_dir.glob("incomplete.*"):
+    shutil.rmtree(leftover, ignore_errors=True)
+  for folder in sorted(dataset_dir.rglob("*"), reverse=True):   # empty version folders
+    if folder.is_dir() and not any(folder.iterdir()):
+      folder.rmdir()
+  if not any(dataset_dir.iterdir()):
+    dataset_dir.rmdir()
 
 
 def how_to_get(name: str, root: pathlib.Path) -> str:
@@ -263,7 +293,8 @@ def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, 
   target = root / "tfds"
   manual = pathlib.Path(archives).expanduser() if archives else archive_dir(root)
   # array_record: the random-access format tfds.data_source reads without TensorFlow.
-  builder = tfds.builder(info.tfds_name, data_dir=str(target), file_format="array_record")
+  with _quiet_absl():
+    builder = tfds.builder(info.tfds_name, data_dir=str(target), file_format="array_record")
   files = _archives(builder)
   missing = {url: fname for url, fname in files.items() if not (manual / fname).exists()}
 
@@ -286,6 +317,7 @@ def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, 
   try:
     builder.download_and_prepare(download_config=config)
   except Exception as e:  # noqa: BLE001 -- classified below; anything else is re-raised
+    _remove_incomplete(target / info.tfds_name)
     reason = _download_failure(e)
     if reason is None:
       raise

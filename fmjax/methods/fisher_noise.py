@@ -5,7 +5,8 @@ The paper's Equation 2, ``w = w* + (lambda sigma^2)^(1/4) h^(-1/4) eps``, is
 the "Fisher forgetting" of Golatkar et al. with the Hessian replaced by the
 diagonal Fisher ``h`` of D_r. The paper states that it sets the
 hyper-parameters as Golatkar et al.; their released code's recipe (batch
-size 1, BatchNorm in inference mode, the settings below), reproduced here, draws ``w = mu + sqrt(var) * eps`` with
+size 1, BatchNorm in inference mode, the settings below), reproduced here,
+draws ``w = mu + sqrt(var) * eps`` with
 
 * ``h``: the TRUE Fisher (expectation over the model's predictive
   distribution), mean over D_r, BatchNorm in inference mode;
