@@ -4,7 +4,7 @@ Nothing here computes a model: it reads the experiment's ``config.json`` and eve
 ``metrics.jsonl`` / ``summary.json`` and writes ``results.csv`` (one row per
 readout record), ``report.md`` (Markdown tables, mean +- std over seeds) and
 ``figure.png`` (forget row and remain row, one panel per setting, mean line
-with a +-1 std band).
+with a band of one standard deviation over seeds, ddof=1 like the tables).
 """
 
 from __future__ import annotations
@@ -245,25 +245,60 @@ def _curve(records: list[dict], key: str) -> tuple[list[int], list[float]]:
   return [p[0] for p in pts], [p[1] for p in pts]
 
 
+HIGHLIGHT = "fisher_mask"   # the paper's method: drawn strongest and on top
+DPI = 200
+
+
+def _band(ys: np.ndarray) -> np.ndarray:
+  """One standard deviation over seeds, ddof=1 as in the tables (0 for one seed)."""
+  return ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(ys.shape[1])
+
+
+def _title(text: str, width: int) -> str:
+  """The title on as few lines as fit, broken at ': ' or ', ' rather than mid-phrase."""
+  if len(text) <= width:
+    return text
+  head, sep, tail = text.partition(": ")
+  if sep and len(head) <= width:
+    return head + ":\n" + _title(tail, width)
+  return textwrap.fill(text, width, break_long_words=False)
+
+
 def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
+  """The paper's curve figure: a forget row and a remain row, one panel per setting.
+
+  FisherMask (the paper's method) is a thick blue line with markers drawn on
+  top; Retrain is red dashes with its final level dotted; FisherNoise (no
+  fine-tuning) a black dashed level; a method without fine-tuning a star at
+  epoch 0. Bands are one standard deviation over seeds (ddof=1, as in the
+  tables). The second row's y-range covers the methods' curves; a Retrain
+  start far below it (a model trained from scratch starts at chance) is
+  marked by an arrow with its value instead of squeezing the methods.
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   groups = _grouped(results)
   settings = [s for s in _settings(exp) if any(k[0] == s for k in groups)]
   if not settings:
     return None
-  fig, axes = plt.subplots(2, len(settings), figsize=(3.6 * len(settings) + 1.6, 5.6),
-                           squeeze=False, sharex="col")
-  # Red is Retrain's; the other lines take the other Tableau colours.
-  colors = [f"tab:{c}" for c in ("blue", "orange", "green", "purple", "brown", "pink", "gray",
+  width = 4.2 * len(settings) + 2.4
+  fig, axes = plt.subplots(2, len(settings), figsize=(width, 6.6), squeeze=False,
+                           sharex="col")
+  # Red is Retrain's and blue FisherMask's; the other lines take muted colours.
+  colors = [f"tab:{c}" for c in ("orange", "green", "purple", "brown", "pink", "gray",
                                   "olive", "cyan")]
   lines = list(dict.fromkeys(u.line for u in exp.units))
+  others = [ln for ln in lines if not any(u.line == ln and u.method in (HIGHLIGHT, "retrain")
+                                          for u in exp.units)]
   for col, setting in enumerate(settings):
     for row, key in enumerate(exp.rows):
       ax = axes[row, col]
-      for i, line in enumerate(lines):
+      shown: list[float] = []     # values the y-range must show
+      retrain_start = None
+      for line in lines:
         g = groups.get((setting, line))
         if not g:
           continue
@@ -273,37 +308,66 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
           continue
         x = np.asarray(curves[0][0][:n])
         ys = np.asarray([c[1][:n] for c in curves]) * 100
-        mean, std = ys.mean(0), ys.std(0)
+        mean, band = ys.mean(0), _band(ys)
         method = g[0].unit.method
         if method == "fisher_noise":
-          ax.axhline(mean[-1], color="black", ls="--", lw=1, label=line)
+          ax.axhline(mean[-1], color="black", ls="--", lw=1, label=line, zorder=2)
+          shown.append(mean[-1])
           continue
-        style = {"color": "tab:red", "ls": "--"} if method == "retrain" else {
-            "color": colors[i % len(colors)]}
-        if n == 1:
-          ax.plot(x, mean, marker="*", ms=10, ls="none", label=line, **{
-              k: v for k, v in style.items() if k == "color"})
+        if method == HIGHLIGHT:
+          style = {"color": "tab:blue", "lw": 2.6, "marker": "o", "ms": 4.5, "zorder": 6}
+        elif method == "retrain":
+          style = {"color": "tab:red", "ls": "--", "lw": 1.6, "zorder": 5}
         else:
-          ax.plot(x, mean, lw=1.4, label=line, **style)
-          ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=style["color"])
+          style = {"color": colors[others.index(line) % len(colors)] if line in others
+                   else "tab:gray", "lw": 1.2, "alpha": 0.9, "zorder": 3}
+        if n == 1:
+          ax.plot(x, mean, marker="*", ms=11, ls="none", label=line, color=style["color"],
+                  zorder=style["zorder"])
+          shown.append(mean[0])
+          continue
+        ax.plot(x, mean, label=line, **style)
+        ax.fill_between(x, mean - band, mean + band, alpha=0.18, color=style["color"], lw=0,
+                        zorder=style["zorder"] - 1)
         if method == "retrain":
-          ax.axhline(mean[-1], color="tab:red", ls=":", lw=1)
+          ax.axhline(mean[-1], color="tab:red", ls=":", lw=1, zorder=2)
+          retrain_start = (x[0], mean[0])
+          shown.extend((mean + band)[1:])
+          shown.extend((mean - band)[1:])
+        else:
+          shown.extend(mean + band)
+          shown.extend(mean - band)
+      if row == 1 and shown:
+        lo, hi = min(shown), max(shown)
+        pad = max(1.0, 0.12 * (hi - lo))
+        lo, hi = max(lo - pad, -1.0), min(hi + pad, 101.0)
+        ax.set_ylim(lo, hi)
+        if retrain_start is not None and retrain_start[1] < lo:
+          ax.annotate(f"retrain starts at {retrain_start[1]:.1f}%", xy=(retrain_start[0], lo),
+                      xytext=(retrain_start[0] + 0.25, lo + 0.22 * (hi - lo)), fontsize=7,
+                      color="tab:red", arrowprops={"arrowstyle": "->", "color": "tab:red"})
+      else:
+        ax.set_ylim(-3, 103)
       if col == 0:
         ax.set_ylabel(f"{LABELS[key]} (%)")
       if row == 0:
         ax.set_title(setting, fontsize=10)
       else:
-        ax.set_xlabel("fine-tuning epoch (0 = after the edit)")
+        ax.set_xlabel("fine-tuning epoch (0 = right after the edit)")
+      ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
       ax.grid(alpha=0.3)
   seen: dict[str, Any] = {}
   for ax in axes.flat:
     for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
       seen.setdefault(label, handle)
-  fig.legend(list(seen.values()), list(seen.keys()), loc="center right", fontsize=8,
-             frameon=False)
-  fig.suptitle(textwrap.fill(exp.title, int(fig.get_figwidth() * 11)), fontsize=9)
-  fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 0.96))
-  fig.savefig(path, dpi=80)
+  legend = fig.legend(list(seen.values()), list(seen.keys()), loc="center right", fontsize=8.5,
+                      frameon=False)
+  for text in legend.get_texts():
+    if any(u.line == text.get_text() and u.method == HIGHLIGHT for u in exp.units):
+      text.set_fontweight("bold")
+  fig.suptitle(_title(exp.title, int(width * 9)), fontsize=10.5)
+  fig.tight_layout(rect=(0, 0, 1 - 1.9 / width, 0.95))
+  fig.savefig(path, dpi=DPI)
   plt.close(fig)
   return path
 

@@ -10,6 +10,7 @@ The building blocks, each in a module named for what it holds:
   compressed into S fine-tuning epochs, as optax schedules.
 * :mod:`fmjax.models` -- CIFAR-style classifiers as flax.linen Modules.
 * :mod:`fmjax.training` -- the jitted SGD training step and resumable runs.
+* :mod:`fmjax.task` -- what every method sees and returns (task, settings, edit).
 * :mod:`fmjax.methods` -- every unlearning method, one module each, as a pure
   edit ``(model, params, state, task, settings, key) -> Edit``.
 * :mod:`fmjax.finetuning` -- the one fine-tuning routine all methods share.

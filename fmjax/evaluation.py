@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmjax import _compiled
 from fmjax.data.preprocess import normalize
 
 
@@ -29,13 +30,12 @@ def _call_predict(compiled, mean, std, params, model_state, images):
   return compiled(params, model_state, images, mean, std)
 
 
-@functools.lru_cache(maxsize=16)
 def _compiled_predict(model: nn.Module) -> Callable:
   def predict(params, model_state, images, mean, std):
     return model.apply({"params": params, **model_state}, normalize(images, mean, std),
                        train=False)
 
-  return jax.jit(predict)
+  return _compiled.compiled(("predict", model), lambda: jax.jit(predict))
 
 
 def predict_all(predict: Callable, params: Any, model_state: Any, images: np.ndarray,

@@ -20,7 +20,6 @@ serves every method, schedule and seed of a process.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fmjax import schedules, training
+from fmjax import _compiled, schedules, training
 
 
 def finetune_optimizer(lr: Any = 1.0, freeze: Any = None, *, momentum: float,
@@ -59,7 +58,6 @@ def _zero_where(mask: Any) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-@functools.lru_cache(maxsize=16)
 def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool):
   """One jitted fine-tuning step per (model, optimiser settings, augmentation):
   :func:`fmjax.training.train_step` with the optimiser built around the traced
@@ -70,7 +68,9 @@ def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augme
     optimizer = finetune_optimizer(lr, freeze, momentum=momentum, weight_decay=weight_decay)
     return training.train_step(model, optimizer, state, batch)
 
-  return jax.jit(step), finetune_optimizer(momentum=momentum, weight_decay=weight_decay)
+  return _compiled.compiled(
+      ("finetune_step", model, momentum, weight_decay, augment),
+      lambda: (jax.jit(step), finetune_optimizer(momentum=momentum, weight_decay=weight_decay)))
 
 
 def finetune_schedule(original: schedules.StepSchedule, mode: str | float, *,

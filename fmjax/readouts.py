@@ -15,7 +15,7 @@ import flax.linen as nn
 import numpy as np
 
 from fmjax import evaluation
-from fmjax.methods._task import UnlearnTask
+from fmjax.task import UnlearnTask
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

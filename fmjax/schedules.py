@@ -55,12 +55,6 @@ class StepSchedule:
     """A constant rate (the paper's MNIST setting: 0.01 for 30 epochs)."""
     return cls(lr, epochs, ())
 
-  def rate_at_epoch(self, epoch_position: float, span: float | None = None) -> float:
-    """The rate at ``epoch_position`` when this schedule is replayed over ``span`` epochs."""
-    span = self.epochs if span is None else span
-    decays = sum(epoch_position >= d / self.epochs * span for d in self.decay_epochs)
-    return self.init_lr * self.decay_factor ** decays
-
 
 # The paper's training schedules (Section 4, "Experimental Setups").
 CIFAR_SCHEDULE = StepSchedule(0.1, 160, (80, 120), 0.1)

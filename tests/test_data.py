@@ -244,3 +244,16 @@ def test_augment_keeps_shape_and_content():
   assert out.shape == images.shape and out.dtype == images.dtype
   unchanged = data.augment(jax.random.key(0), images, pad=0, flip=False)
   np.testing.assert_array_equal(unchanged, images)
+
+
+def test_files_of_another_dataset_are_named(tmp_path):
+  d = tmp_path / "mnist"
+  d.mkdir()
+  rng = np.random.default_rng(0)
+  _write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (4, 32, 32)))
+  _write_idx(d / "train-labels-idx1-ubyte.gz", np.arange(4))
+  _write_idx(d / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (2, 32, 32)))
+  _write_idx(d / "t10k-labels-idx1-ubyte.gz", np.arange(2))
+  with pytest.raises(ValueError, match=r"mnist images are \(28, 28, 1\), but the train images "
+                     r"found there are \(32, 32, 1\); is it another dataset\?"):
+    data.load_dataset("mnist", tmp_path)

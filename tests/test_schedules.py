@@ -50,10 +50,6 @@ def test_original_schedule_decays_at_epochs_80_and_120():
   assert float(sched(80 * 391)) == pytest.approx(0.01)
 
 
-def test_rate_at_epoch_matches_schedule():
-  assert fmjax.CIFAR_SCHEDULE.rate_at_epoch(2.6, span=5) == pytest.approx(0.01)
-  assert fmjax.CIFAR_SCHEDULE.rate_at_epoch(130) == pytest.approx(0.001)
-
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"init_lr": 0.0, "epochs": 10}, "init_lr must be positive"),

@@ -29,10 +29,9 @@ from fmjax.data.splits import (
     class_split,
     limited_subset,
     outlier_split,
-    test_class_split,
 )
 
 __all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetInfo", "ForgetSplit", "OutlierSplit",
            "PrepareError", "archive_dir",
            "augment", "class_split", "data_dir", "how_to_get", "limited_subset", "load_dataset",
-           "normalize", "outlier_split", "prepare_tfds", "test_class_split"]
+           "normalize", "outlier_split", "prepare_tfds"]

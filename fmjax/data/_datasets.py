@@ -21,29 +21,32 @@ FASHION_MNIST_SYSTEM_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 @dataclass(frozen=True)
 class DatasetInfo:
-  """How a dataset is found. ``tfds_name`` None: not in tensorflow-datasets."""
+  """What a dataset is and how it is found.
+
+  ``num_classes`` and ``image_shape`` are checked on every load, so files of
+  another dataset in the wrong place are named instead of trained on.
+  ``tfds_name`` None: not in tensorflow-datasets.
+  """
   name: str
   num_classes: int
   image_shape: tuple[int, int, int]
   tfds_name: str | None
   local_hint: str
-  augment: bool  # the standard crop+flip augmentation applies (natural images)
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), "cifar10",
                            "cifar-10-batches-bin/, cifar-10-batches-py/ or "
-                           "cifar-10-python.tar.gz", True),
+                           "cifar-10-python.tar.gz"),
     "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), "cifar100",
-                            "cifar-100-binary/, cifar-100-python/ or cifar-100-python.tar.gz",
-                            True),
+                            "cifar-100-binary/, cifar-100-python/ or cifar-100-python.tar.gz"),
     "mnist": DatasetInfo("mnist", 10, (28, 28, 1), "mnist",
-                         "mnist/ holding the four *-ubyte.gz IDX files", False),
+                         "mnist/ holding the four *-ubyte.gz IDX files"),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), "fashion_mnist",
-                                 "fashion_mnist/ holding the four *-ubyte.gz IDX files", False),
+                                 "fashion_mnist/ holding the four *-ubyte.gz IDX files"),
     "tiny_imagenet": DatasetInfo("tiny_imagenet", 200, (64, 64, 3), None,
-                                 "tiny-imagenet-200/ (the standard folder)", True),
-    "digits": DatasetInfo("digits", 10, (8, 8, 1), None, "(bundled with scikit-learn)", False),
+                                 "tiny-imagenet-200/ (the standard folder)"),
+    "digits": DatasetInfo("digits", 10, (8, 8, 1), None, "(bundled with scikit-learn)"),
 }
 
 
@@ -237,6 +240,14 @@ def load_dataset(name: str, data_dir_override: str | os.PathLike | None = None,
   if train_x.ndim != 4 or train_x.dtype != np.uint8:
     raise ValueError(f"{where}: expected uint8 images [N, H, W, C], got {train_x.dtype} "
                      f"{train_x.shape}.")
+  for part, images, labels in (("train", train_x, train_y), ("test", test_x, test_y)):
+    if tuple(images.shape[1:]) != info.image_shape:
+      raise ValueError(f"{where}: {name} images are {info.image_shape}, but the {part} images "
+                       f"found there are {tuple(images.shape[1:])}; is it another dataset?")
+    if len(labels) and not 0 <= int(np.min(labels)) <= int(np.max(labels)) < info.num_classes:
+      raise ValueError(f"{where}: {name} has labels 0..{info.num_classes - 1}, but the {part} "
+                       f"labels found there span {int(np.min(labels))}..{int(np.max(labels))}; "
+                       "is it another dataset?")
   return Dataset(name, train_x, train_y, test_x, test_y, tuple(names), where)
 
 

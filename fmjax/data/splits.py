@@ -81,7 +81,3 @@ def limited_subset(indices: np.ndarray, k: int, seed: int) -> np.ndarray:
                      f"1 <= k <= {indices.size}.")
   return np.sort(np.random.default_rng(seed).choice(indices, k, replace=False))
 
-
-def test_class_split(test_labels: np.ndarray, classes: int | Sequence[int]) -> ForgetSplit:
-  """Test examples of the forgotten classes (``forget``) and of the others."""
-  return class_split(test_labels, classes)

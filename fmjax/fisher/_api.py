@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax import _checks
+from fmjax import _checks, _compiled
 from fmjax.fisher import _per_layer, _reference
 
 KINDS = ("empirical", "true")
@@ -20,7 +20,6 @@ MICRO_CHUNK = 32  # examples per unrolled piece inside one compiled block
 PATHS = ("auto", "per_layer", "vmap")
 
 
-_KERNELS: dict[Any, Callable] = {}
 
 
 class FisherEstimate(NamedTuple):
@@ -121,14 +120,9 @@ class FisherDiagFn:
     state are arguments. Sharing it means a second ``make_fisher_diag`` for the
     same model in one process (e.g. the next unlearning run) compiles nothing.
     """
-    try:
-      key = (self.model, self.kind, self.path, tuple(sorted(self.apply_kwargs.items())))
-      hash(key)
-    except TypeError:   # unhashable settings: a kernel of its own
-      return jax.jit(self._block_sum)
-    if key not in _KERNELS:
-      _KERNELS[key] = jax.jit(self._block_sum)
-    return _KERNELS[key]
+    key = ("fisher", self.model, self.kind, self.path,
+           tuple(sorted(self.apply_kwargs.items())))
+    return _compiled.compiled(key, lambda: jax.jit(self._block_sum))
 
   # -- pure pieces -----------------------------------------------------------
   def _logits_fn(self, state: Mapping) -> Callable[[Any, jax.Array], jax.Array]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
 from fmjax.methods.activation_mask import activation_mask
 from fmjax.methods.finetune import finetune
 from fmjax.methods.fisher_mask import fisher_mask
@@ -40,6 +39,7 @@ from fmjax.methods.influence import influence
 from fmjax.methods.random_mask import random_mask
 from fmjax.methods.retrain import retrain
 from fmjax.methods.tfidf import tfidf
+from fmjax.task import Edit, MethodSettings, UnlearnTask
 
 REMAIN_REQUIRED, REMAIN_OPTIONAL = "required", "optional"
 

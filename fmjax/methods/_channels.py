@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax import _checks, masks
-from fmjax.methods._task import Edit
+from fmjax import _checks, _compiled, masks
+from fmjax.task import Edit
 
 Path = tuple[str, ...]
 
@@ -141,7 +141,8 @@ def make_channel_means(model: nn.Module, apply_kwargs: Mapping, *, where: str) -
                                   axis=tuple(range(1, a.ndim - 1)))
             for p, a in acts.items()}
 
-  return jax.jit(f)
+  key = ("channel_means", model, tuple(sorted(apply_kwargs.items())), where)
+  return _compiled.compiled(key, lambda: jax.jit(f))
 
 
 def make_integrated_gradients(model: nn.Module, apply_kwargs: Mapping, layer: ChannelLayer,
@@ -180,7 +181,8 @@ def make_integrated_gradients(model: nn.Module, apply_kwargs: Mapping, layer: Ch
     attribution = a.astype(jnp.float32) * total / steps
     return jnp.sum(attribution, axis=tuple(range(1, a.ndim - 1)))
 
-  return jax.jit(f)
+  key = ("integrated_gradients", model, tuple(sorted(apply_kwargs.items())), layer, steps)
+  return _compiled.compiled(key, lambda: jax.jit(f))
 
 
 def channel_mask(params: Any, layers: tuple[ChannelLayer, ...], scores: Mapping[str, Any],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import Edit, MethodSettings, UnlearnTask
 
 
 def finetune(model, params, model_state, task: UnlearnTask, settings: MethodSettings,

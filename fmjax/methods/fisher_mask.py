@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from fmjax import masks
 from fmjax.fisher import FisherEstimate, accumulate_fisher_diag, make_fisher_diag
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 
 def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: MethodSettings,

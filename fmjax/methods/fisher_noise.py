@@ -36,7 +36,7 @@ import numpy as np
 
 from fmjax.fisher import accumulate_fisher_diag, make_fisher_diag
 from fmjax.methods import _channels
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 

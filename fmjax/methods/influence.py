@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 HESSIAN_SETS = ("all", "remain")
 

@@ -7,7 +7,7 @@ import time
 import jax
 
 from fmjax import masks
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import Edit, MethodSettings, UnlearnTask
 
 
 def random_mask(model, params, model_state, task: UnlearnTask, settings: MethodSettings,

@@ -12,7 +12,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import Edit, MethodSettings, UnlearnTask
 
 
 def retrain(model, params, model_state, task: UnlearnTask, settings: MethodSettings,

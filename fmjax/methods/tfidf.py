@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from fmjax.methods import _channels
-from fmjax.methods._task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 

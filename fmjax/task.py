@@ -1,4 +1,10 @@
-"""What every unlearning method sees: the model, the trained weights and the data views."""
+"""What every unlearning method sees, and what it returns.
+
+:class:`UnlearnTask` (the data views: forget, remain, test), :class:`MethodSettings`
+(the methods' hyper-parameters) and :class:`Edit` (a method's result). They sit
+below both :mod:`fmjax.methods`, which consumes them, and :mod:`fmjax.readouts`,
+which evaluates on the same task, so neither layer reaches into the other.
+"""
 
 from __future__ import annotations
 
