@@ -35,9 +35,28 @@ define need_data
 	  || $(MAKE) data DATASET=$(1)
 endef
 
+# Fashion-MNIST for the offline targets: Debian's package dataset-fashion-mnist, installed
+# here when missing (as root, else through passwordless sudo; `apt-get update` first when
+# the package is unknown); where neither works, one line says what to run.
+define need_fashion
+	@$(BIN)/python -m fmjax data check --dataset fashion_mnist $(DATA_ARGS) >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "error: Fashion-MNIST is missing and apt-get is \
+	not here; put the four *-ubyte.gz files in $${FMJAX_DATA_DIR:-~/fmjax_data}/fashion_mnist/"; \
+	  exit 2; }; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "error: Fashion-MNIST is missing; run: sudo apt-get install \
+	dataset-fashion-mnist"; exit 2; fi; \
+	  echo "Fashion-MNIST is missing: installing Debian's dataset-fashion-mnist"; \
+	  $$SUDO apt-cache show dataset-fashion-mnist >/dev/null 2>&1 || $$SUDO apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist \
+	    >/dev/null; }
+	@$(BIN)/python -m fmjax data check --dataset fashion_mnist $(DATA_ARGS)
+endef
+
 ## The offline default, the README's first command: every method removes a class of real
 ## Fashion-MNIST on this CPU, report and figure in runs/fashion_offline (about 20 min).
 offline: $(STAMP)
+	$(need_fashion)
 	$(RUN_EXP) fashion_offline --workdir $(call workdir,fashion_offline) $(DATA_ARGS) $(SET_ARGS)
 
 ## Figure 2 on CIFAR-10 with ResNet20: trains (or reuses) the model, every method, 3 seeds.
@@ -105,8 +124,9 @@ data: $(STAMP)
 	$(BIN)/python -m fmjax data prepare --dataset $(DATASET) $(DATA_ARGS) \
 	  $(if $(ARCHIVES),--archives $(ARCHIVES))
 
-## Train the small CNN on real Fashion-MNIST (apt-get install dataset-fashion-mnist).
+## Train the small CNN on real Fashion-MNIST (installs dataset-fashion-mnist when missing).
 train-fashion: $(STAMP)
+	$(need_fashion)
 	$(BIN)/python -m fmjax train --dataset fashion_mnist --model small_cnn \
 	  --workdir $(call workdir,fashion_mnist-small_cnn) $(DATA_ARGS) $(TRAIN_ARGS)
 
