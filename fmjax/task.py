@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmjax import _progress
 from fmjax.data.preprocess import normalize
 
 
@@ -38,6 +39,8 @@ class UnlearnTask:
     forget_classes: the removed classes for class removal, else None.
     true_labels: for outlier deletion, the forget examples' original labels
       (aligned with ``forget``), else None.
+    progress: progress bars of the methods' scoring passes (None: only on a
+      terminal). Changes nothing else.
   """
   images: np.ndarray
   labels: np.ndarray
@@ -50,6 +53,7 @@ class UnlearnTask:
   std: Any
   forget_classes: tuple[int, ...] | None = None
   true_labels: np.ndarray | None = None
+  progress: bool | None = dataclasses.field(default=None, compare=False)
 
   def __post_init__(self):
     if len(self.forget) == 0:
@@ -72,18 +76,23 @@ class UnlearnTask:
     """'class' (full-class removal) or 'outliers' (a set of points)."""
     return "class" if self.forget_classes is not None else "outliers"
 
-  def batches(self, indices: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None
-              ) -> Iterator[dict]:
+  def batches(self, indices: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None,
+              desc: str | None = None) -> Iterator[dict]:
     """Normalised float batches ``{'image': [b, H, W, C], 'label': [b]}`` of ``indices``.
 
-    ``labels`` overrides the labels (aligned with ``indices``).
+    ``labels`` overrides the labels (aligned with ``indices``); ``desc`` names
+    a progress bar over the batches (see ``progress``).
     """
     mean, std = jnp.asarray(self.mean), jnp.asarray(self.std)
-    for i in range(0, len(indices), batch_size):
-      idx = indices[i:i + batch_size]
-      y = self.labels[idx] if labels is None else labels[i:i + batch_size]
-      yield {"image": normalize(jnp.asarray(self.images[idx]), mean, std),
-             "label": jnp.asarray(y, jnp.int32)}
+
+    def gen():
+      for i in range(0, len(indices), batch_size):
+        idx = indices[i:i + batch_size]
+        y = self.labels[idx] if labels is None else labels[i:i + batch_size]
+        yield {"image": normalize(jnp.asarray(self.images[idx]), mean, std),
+               "label": jnp.asarray(y, jnp.int32)}
+
+    return _progress.iterate(gen(), -(-len(indices) // batch_size), desc, self.progress)
 
   def subsample(self, indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """At most ``limit`` of ``indices``, drawn without replacement (sorted)."""

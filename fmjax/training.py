@@ -25,6 +25,7 @@ import optax
 
 from fmjax import checkpoints, data, evaluation, schedules
 from fmjax._faults import crash_point
+from fmjax._progress import progress_bar
 from fmjax.models import get_model
 
 
@@ -219,13 +220,6 @@ def gather_batch(images: jax.Array, labels: jax.Array, idx: Any, key: jax.Array,
   if augment:
     x = data.augment(key, x)
   return {"image": data.normalize(x, mean, std), "label": labels[idx]}
-
-
-def progress_bar(total: int, desc: str, enabled: bool | None):
-  """A tqdm bar over ``total`` steps; ``enabled=None`` shows it only on a terminal."""
-  from tqdm.auto import tqdm
-  disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-  return tqdm(total=total, desc=desc, unit="step", disable=disable, leave=False)
 
 
 def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, training
+from fmjax._progress import progress_bar
 from fmjax.methods import METHODS, REMAIN_REQUIRED, MethodSettings, UnlearnTask, get_method
 
 CIFAR_LIKE = ("cifar10", "cifar100")
@@ -120,8 +121,8 @@ def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
   return UnlearnConfig(checkpoint=str(checkpoint), method=method, settings=settings, **values)
 
 
-def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset
-               ) -> tuple[UnlearnTask, np.ndarray]:
+def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset,
+               progress: bool | None = None) -> tuple[UnlearnTask, np.ndarray]:
   """The task the method sees and the indices of the WHOLE remain set."""
   images, labels, outliers = training.training_set(train_cfg, ds)
   if config.forget_classes is None:
@@ -148,7 +149,7 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
   elif config.remain_limit is not None:
     remain = data.limited_subset(remain_all, config.remain_limit, config.seed)
   task = UnlearnTask(images, labels, forget, remain, ds.test_images, ds.test_labels,
-                     ds.num_classes, ds.mean, ds.std, classes, true_labels)
+                     ds.num_classes, ds.mean, ds.std, classes, true_labels, progress=progress)
   return task, remain_all
 
 
@@ -202,7 +203,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   method = get_method(config.method)
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                        dataset=dataset)
-  task, remain_all = build_task(config, train_cfg, ds)
+  task, remain_all = build_task(config, train_cfg, ds, progress)
   epochs = finetune_epochs(config, train_cfg)
   check_setting(config, task, epochs)
   workdir = checkpoints.claim_workdir(workdir, config.to_json())
@@ -273,7 +274,7 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
 
   last = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
   for epoch in range(start_epoch + 1, last + 1):
-    bar = training.progress_bar(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
+    bar = progress_bar(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
     start = time.perf_counter()
     state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
     jax.block_until_ready(state.params)

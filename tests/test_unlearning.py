@@ -29,10 +29,16 @@ def trained(tmp_path_factory, digits):
   return str(workdir)
 
 
-def _run(trained, digits, workdir, method, **kw):
+def _run(trained, digits, workdir, method, progress=False, **kw):
   kw = {"epochs": 0, "relearn_epochs": 0, "mia": False, **kw}
   config = unlearning.make_config(trained, method, **kw)
-  return unlearning.unlearn(config, workdir, dataset=digits, progress=False)
+  return unlearning.unlearn(config, workdir, dataset=digits, progress=progress)
+
+
+# The progress bar each method's scoring shows (tqdm writes its description to stderr).
+SCORING_BARS = {"fisher_noise": "true Fisher of the remain set",
+                "grad_mask": "integrated gradients, layer 1/", "influence": "conjugate gradients",
+                "activation_mask": "channel means", "tfidf": "channel means"}
 
 
 def test_fisher_mask_forgets_the_class_and_keeps_the_rest_without_fine_tuning(
@@ -54,11 +60,13 @@ def test_fisher_mask_forgets_the_class_and_keeps_the_rest_without_fine_tuning(
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in ("fisher_mask",
                                                                       "random_mask")])
-def test_every_method_runs_and_records_its_phases(tmp_path, trained, digits, method):
+def test_every_method_runs_and_records_its_phases(tmp_path, trained, digits, method, capsys):
   epochs = 1 if get_method(method).finetune_epochs != 0 else 0
   result = _run(trained, digits, tmp_path / method, method, epochs=epochs, ig_steps=4,
                 influence_iters=3, influence_examples=128, score_limit=300, mia=True,
-                relearn_epochs=2)
+                relearn_epochs=2, progress=True)
+  if method in SCORING_BARS:
+    assert SCORING_BARS[method] in capsys.readouterr().err
   phases = [r["phase"] for r in result.records]
   assert phases == ["original", "edit"] + ["finetune"] * epochs + ["relearn"]
   for r in result.records[:-1]:

@@ -26,7 +26,7 @@ def channel_set_means(channel_means, variables, task: UnlearnTask, indices: np.n
                       batch_size: int) -> dict[str, np.ndarray]:
   """Mean over ``indices`` of the per-example channel activations ``{path: [C]}``."""
   sums: dict[str, np.ndarray] = {}
-  for batch in task.batches(indices, batch_size):
+  for batch in task.batches(indices, batch_size, desc="channel means"):
     out = channel_means(variables, batch["image"])
     for k, v in out.items():
       sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64).sum(0)

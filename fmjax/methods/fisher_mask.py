@@ -19,11 +19,12 @@ from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 
 def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: MethodSettings,
-               seed: int) -> FisherEstimate:
+               seed: int, desc: str | None = None) -> FisherEstimate:
   """A set's Fisher sum; on a subset of ``score_limit`` examples it is rescaled
   by ``len(indices) / len(subset)`` to estimate the whole set's sum."""
   subset = task.subsample(indices, settings.score_limit, seed)
-  est = accumulate_fisher_diag(fisher_diag, params, task.batches(subset, settings.score_batch_size))
+  est = accumulate_fisher_diag(fisher_diag, params, task.batches(
+      subset, settings.score_batch_size, desc=desc))
   if len(subset) < len(indices):
     scale = len(indices) / len(subset)
     est = FisherEstimate(jax.tree.map(lambda t: t * scale, est.total), len(indices))
@@ -36,11 +37,12 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodS
   start = time.perf_counter()
   seed = subset_seed(key)
   fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk)
-  f_forget = set_fisher(fd, params, task, task.forget, settings, seed)
+  f_forget = set_fisher(fd, params, task, task.forget, settings, seed, "Fisher of the forget set")
   if task.remain is None:
     f_remain = FisherEstimate(jax.tree.map(jnp.zeros_like, f_forget.total), 1)
   else:
-    f_remain = set_fisher(fd, params, task, task.remain, settings, seed + 1)
+    f_remain = set_fisher(fd, params, task, task.remain, settings, seed + 1,
+                          "Fisher of the remain set")
   jax.block_until_ready(f_remain.total)
   scored = time.perf_counter()
   mask = masks.fisher_mask(f_forget, f_remain, settings.ratio, weighting=settings.weighting,

@@ -91,7 +91,8 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Method
   seed = subset_seed(seed_key)
   fd = make_fisher_diag(model, model_state, kind="true", chunk_size=settings.fisher_chunk)
   remain = task.subsample(task.remain, settings.score_limit, seed)
-  h = accumulate_fisher_diag(fd, params, task.batches(remain, settings.score_batch_size)).mean()
+  h = accumulate_fisher_diag(fd, params, task.batches(
+      remain, settings.score_batch_size, desc="true Fisher of the remain set")).mean()
   jax.block_until_ready(h)
   scored = time.perf_counter()
   classifier = _channels.classifier_path(model, {"params": params, **model_state},

@@ -31,10 +31,11 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
   layers = _channels.channel_layers(model, variables, task.image_shape, APPLY_KWARGS)
   forget = task.subsample(task.forget, settings.ig_limit, seed)
   out = {}
-  for layer in layers:
+  for n, layer in enumerate(layers):
     ig = _channels.make_integrated_gradients(model, APPLY_KWARGS, layer, settings.ig_steps)
     total = np.zeros(layer.channels, np.float64)
-    for batch in task.batches(forget, settings.score_batch_size):
+    desc = f"integrated gradients, layer {n + 1}/{len(layers)}"
+    for batch in task.batches(forget, settings.score_batch_size, desc=desc):
       total += np.asarray(ig(variables, batch["image"], batch["label"]), np.float64).sum(0)
     out["/".join(layer.conv)] = total / len(forget)
   return out

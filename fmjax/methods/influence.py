@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmjax._progress import progress_bar
 from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
 HESSIAN_SETS = ("all", "remain")
@@ -103,7 +104,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
 
   hvp_sum = jax.jit(hvp_sum)
   g = None
-  for batch in task.batches(task.forget, settings.score_batch_size):
+  for batch in task.batches(task.forget, settings.score_batch_size, desc="forget gradient"):
     part = grad_sum(params, batch["image"], batch["label"])
     g = part if g is None else jax.tree.map(jnp.add, g, part)
   g = jax.tree.map(lambda x: x / len(task.forget), g)
@@ -115,7 +116,11 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
   batches = list(task.batches(h_set, settings.score_batch_size))
   damping = settings.influence_damping
 
+  bar = progress_bar(settings.influence_iters, "conjugate gradients (Hessian-vector products)",
+                     task.progress, unit="iteration")
+
   def matvec(v):
+    bar.update(1)
     total = None
     for batch in batches:
       part = hvp_sum(params, v, batch["image"], batch["label"])
@@ -123,6 +128,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
     return jax.tree.map(lambda t, vi: t / len(h_set) + damping * vi, total, v)
 
   x, residual, iterations = conjugate_gradient(matvec, g, iters=settings.influence_iters)
+  bar.close()
   scale = len(task.forget) / len(pool)
   delta = jax.tree.map(lambda xi: scale * xi, x)
   return delta, {"cg_residual": residual, "cg_iterations": iterations,

@@ -62,7 +62,7 @@ def class_channel_means(model, params, model_state, task: UnlearnTask, indices: 
   means = _channels.make_channel_means(model, APPLY_KWARGS, where="pre")
   sums: dict[str, np.ndarray] = {}
   counts = np.zeros(task.num_classes)
-  for batch in task.batches(indices, batch_size):
+  for batch in task.batches(indices, batch_size, desc="channel means"):
     labels = np.asarray(batch["label"])
     onehot = np.eye(task.num_classes)[labels]            # [b, K]
     counts += onehot.sum(0)
