@@ -19,77 +19,29 @@ directory always says exactly what ran.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Iterable
 from typing import Any
 
 from experiments._spec import Experiment
-from fmjax import training, unlearning
+from fmjax import _fields, training, unlearning
 from fmjax.methods import MethodSettings, get_method
 
 # UnlearnConfig fields that a unit does not take from an override.
 _NOT_OVERRIDABLE = {"checkpoint", "method", "settings"}
 
 
-def _fields(cls) -> dict[str, Any]:
-  hints = typing.get_type_hints(cls)
-  return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
 def train_fields() -> dict[str, Any]:
   """``{name: type}`` of the overridable training settings."""
-  return {k: v for k, v in _fields(training.TrainConfig).items()
+  return {k: v for k, v in _fields.field_types(training.TrainConfig).items()
           if k not in ("dataset", "model")}
 
 
 def unlearn_fields() -> dict[str, Any]:
   """``{name: type}`` of the overridable unlearning settings and method settings."""
-  out = {k: v for k, v in _fields(unlearning.UnlearnConfig).items()
+  out = {k: v for k, v in _fields.field_types(unlearning.UnlearnConfig).items()
          if k not in _NOT_OVERRIDABLE}
-  out.update(_fields(MethodSettings))
+  out.update(_fields.field_types(MethodSettings))
   return out
-
-
-def _type_name(kind) -> str:
-  return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
-
-
-def parse_value(text: str, kind: Any, key: str) -> Any:
-  """``text`` as a value of type ``kind``; ValueError naming ``key`` if it is not one."""
-  origin = typing.get_origin(kind)
-  args = typing.get_args(kind)
-  if origin in (typing.Union, types.UnionType):
-    if type(None) in args and text.strip().lower() in ("none", "null", ""):
-      return None
-    errors = []
-    # str accepts anything: try it last, so 'lr=0.5' is a number and 'lr=compressed' a name.
-    for option in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
-      try:
-        return parse_value(text, option, key)
-      except ValueError as e:
-        errors.append(str(e))
-    raise ValueError(f"--set {key}={text}: expected {_type_name(kind)}, got {text!r}.")
-  if origin is tuple:
-    item = args[0] if args else str
-    return tuple(parse_value(part.strip(), item, key) for part in text.split(",")
-                 if part.strip())
-  if kind is bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-      return True
-    if lowered in ("false", "0", "no", "off"):
-      return False
-    raise ValueError(f"--set {key}={text}: expected true or false, got {text!r}.")
-  if kind in (int, float):
-    try:
-      return kind(text)
-    except ValueError:
-      raise ValueError(f"--set {key}={text}: expected {kind.__name__}, got {text!r}."
-                       ) from None
-  if kind is str:
-    return text
-  raise ValueError(f"--set {key}: fields of type {_type_name(kind)} cannot be set here.")
 
 
 def parse(items: Iterable[str]) -> dict[str, Any]:
@@ -113,7 +65,7 @@ def parse(items: Iterable[str]) -> dict[str, Any]:
       prefix = key.split(".")[0] + "." if "." in key else ""
       valid = sorted(k for k in fields if k.startswith(prefix)) or sorted(fields)
       raise ValueError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}.")
-    out[key] = parse_value(text, fields[key], key)
+    out[key] = _fields.parse_value(text, fields[key], f"--set {key}={text}")
   if "seeds" in out and not out["seeds"]:
     raise ValueError("--set seeds=: give at least one seed, e.g. --set seeds=0.")
   return out

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--data-dir", default=None,
                  help="dataset directory (default: $FMJAX_DATA_DIR or ~/fmjax_data)")
   p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
+  p.add_argument("--debug", action="store_true",
+                 help="on an error, print the full traceback instead of one line")
   return p
 
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                           progress=False if args.quiet else None)
     paths = _report.build(workdir)
   except (ValueError, FileNotFoundError) as e:
+    if args.debug:
+      raise
     print(f"error: {e}", file=sys.stderr)
     return 2
   elapsed = time.perf_counter() - start

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -149,8 +149,8 @@ class MethodSettings:
     fisher_chunk: examples per compiled Fisher block.
   """
   ratio: float = 0.02
-  maskable: str = "all"
-  weighting: str = "sum"
+  maskable: Literal["all", "kernels"] = "all"
+  weighting: Literal["sum", "mean"] = "sum"
   score_batch_size: int = 256
   score_limit: int | None = None
   ig_steps: int = 20
@@ -159,5 +159,5 @@ class MethodSettings:
   influence_damping: float = 0.01
   influence_iters: int = 20
   influence_examples: int = 2048
-  influence_hessian: str = "all"
+  influence_hessian: Literal["all", "remain"] = "all"
   fisher_chunk: int = 128

@@ -101,6 +101,23 @@ class TrainConfig:
   """Settings of one training run (everything that changes its result).
 
   Defaults come from :func:`default_config`: the paper's settings per dataset.
+
+  Attributes:
+    dataset: a name in :data:`fmjax.data.DATASETS`.
+    model: a name in :data:`fmjax.models.MODELS`.
+    epochs: training epochs.
+    batch_size: examples per step.
+    lr: initial learning rate.
+    decay_epochs: epochs after which the rate is multiplied by decay_factor.
+    decay_factor: the learning-rate decay.
+    momentum: SGD momentum.
+    weight_decay: L2 weight decay added to the gradient.
+    augment: random crop + flip (off by default, as the paper's code).
+    seed: initialisation, augmentation and data-order seed.
+    train_limit: train on the first K examples only (smoke runs).
+    noise_fraction: outlier deletion: shuffle the labels of this fraction of
+      the training set (they become the forget set of ``unlearn --outliers``).
+    noise_seed: seed of the outliers.
   """
   dataset: str
   model: str

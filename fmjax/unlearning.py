@@ -25,7 +25,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +75,7 @@ class UnlearnConfig:
   settings: MethodSettings = MethodSettings()
   epochs: int | None = None
   compress_epochs: float = 5.0
-  lr: str | float = "compressed"
+  lr: Literal["compressed"] | float = "compressed"
   batch_size: int | None = None
   freeze_mask: bool = False
   remain_limit: int | None = None

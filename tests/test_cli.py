@@ -33,7 +33,8 @@ CASES = [
                             "--noise-fraction", "0.3", "--noise-seed", "4", "--quiet",
                             "--data-dir", "{tmp}/data"],
      {"augment": True, "seed": 7, "train_limit": 500, "noise_fraction": 0.3, "noise_seed": 4}),
-    ("train no augment", TRAIN + ["--no-augment"], {"augment": False}),
+    ("train optimiser", TRAIN + ["--decay-factor", "0.5", "--momentum", "0.8", "--debug"],
+     {"decay_factor": 0.5, "momentum": 0.8, "augment": False}),
     ("unlearn core", UNLEARN + ["--method", "fisher_mask", "--forget-class", "3",
                                 "--forget-class", "5", "--ratio", "0.1", "--epochs", "4",
                                 "--compress-epochs", "2.5", "--lr", "0.03", "--batch-size", "16",
@@ -59,6 +60,7 @@ CASES = [
                                      "--influence-hessian", "remain"],
      {"settings.influence_damping": 0.5, "settings.influence_iters": 3,
       "settings.influence_examples": 99, "settings.influence_hessian": "remain"}),
+    ("unlearn mia on", UNLEARN + ["--method", "retrain", "--mia"], {"mia": True}),
     ("unlearn readouts", UNLEARN + ["--method", "retrain", "--eval-limit", "123", "--no-mia",
                                     "--relearn-epochs", "2", "--relearn-threshold", "0.7"],
      {"eval_limit": 123, "mia": False, "relearn_epochs": 2, "relearn_threshold": 0.7}),
@@ -101,3 +103,38 @@ def test_every_option_has_a_case():
     options = {o for action in sub.choices[command]._actions for o in action.option_strings
                if o.startswith("--")}
     assert options - covered == set(), f"{command} options without a test case"
+
+
+def test_every_settings_field_is_an_option():
+  """A new field of the settings dataclasses appears in the CLI by itself."""
+  from fmjax.methods import MethodSettings
+  from fmjax.unlearning import UnlearnConfig
+  sub = next(a for a in cli.parser()._actions if a.dest == "command")
+
+  def dests(command):
+    return {a.dest for a in sub.choices[command]._actions}
+  assert {f.name for f in dataclasses.fields(MethodSettings)} <= dests("unlearn")
+  assert {f.name for f in dataclasses.fields(UnlearnConfig)} - {
+      "checkpoint", "method", "forget_classes", "settings"} <= dests("unlearn")
+  assert {f.name for f in dataclasses.fields(training.TrainConfig)} <= dests("train")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "two"], "argument --epochs: expected int or none, got 'two'"),
+    (["--weighting", "median"], "expected one of ['sum', 'mean'], got 'median'"),
+    (["--lr", "fast"], "argument --lr: expected 'compressed' or float, got 'fast'"),
+])
+def test_bad_option_values_name_the_option_and_the_type(trained_config, capsys, argv, message):
+  args = [a.replace("{tmp}", str(trained_config)) for a in UNLEARN]
+  with pytest.raises(SystemExit) as e:
+    cli.main(args + ["--method", "fisher_mask", *argv])
+  assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_debug_prints_the_traceback(tmp_path, capsys):
+  argv = ["unlearn", "--checkpoint", str(tmp_path / "none"), "--method", "finetune",
+          "--workdir", str(tmp_path / "u")]
+  assert cli.main(argv) == 2
+  assert "Traceback" not in capsys.readouterr().err
+  with pytest.raises(FileNotFoundError, match="holds no training run"):
+    cli.main(argv + ["--debug"])
