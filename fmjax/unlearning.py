@@ -196,10 +196,45 @@ def _finite_state(state) -> None:
           "(e.g. influence damping).")
 
 
-def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
-            progress: bool | None = None, dataset: data.Dataset | None = None,
-            stop_after_epoch: int | None = None) -> UnlearnResult:
-  """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring."""
+@dataclasses.dataclass
+class _Run:
+  """What every phase of one unlearning run shares (built once by :func:`_setup`)."""
+  config: UnlearnConfig
+  method: Any
+  train_cfg: training.TrainConfig
+  model: Any
+  trained: training.TrainState
+  ds: data.Dataset
+  task: UnlearnTask
+  epochs: int
+  workdir: pathlib.Path
+  evaluator: readouts.Evaluator
+  lr: Any
+  batch_size: int
+  images_dev: Any
+  labels_dev: Any
+  ft_indices: np.ndarray
+  no_mask: Any
+  ckpt: checkpoints.Checkpoints
+  progress: bool | None
+
+  def say(self, message: str) -> None:
+    if self.progress is not False:
+      print(f"[{self.config.method}] {message}", file=sys.stderr, flush=True)
+
+  def finetuner(self, mask: Any) -> finetuning.Finetuner:
+    """The fine-tuning routine, freezing ``mask`` when the config asks for it."""
+    return finetuning.Finetuner(
+        self.model, self.images_dev, self.labels_dev, self.ft_indices, mean=self.ds.mean,
+        std=self.ds.std, lr=self.lr, momentum=self.train_cfg.momentum,
+        weight_decay=self.train_cfg.weight_decay,
+        freeze=mask if self.config.freeze_mask else None, batch_size=self.batch_size,
+        augment=self.train_cfg.augment, seed=self.config.seed)
+
+
+def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress
+           ) -> _Run:
+  """Loads the trained model, builds and checks the task, claims the work directory."""
   method = get_method(config.method)
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                        dataset=dataset)
@@ -207,74 +242,70 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   epochs = finetune_epochs(config, train_cfg)
   check_setting(config, task, epochs)
   workdir = checkpoints.claim_workdir(workdir, config.to_json())
-  say = (lambda *a: None) if progress is False else (
-      lambda msg: print(msg, file=sys.stderr, flush=True))
-
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
                                  mia=config.mia, seed=config.seed)
   batch_size = config.batch_size or train_cfg.batch_size
-  images_dev, labels_dev = jnp.asarray(task.images), jnp.asarray(task.labels)
   ft_indices = task.remain if task.remain is not None else task.forget
   spe = finetuning.steps_per_epoch(len(ft_indices), batch_size)
   mode = "original" if method.schedule == "original" else config.lr
   lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
                                     compress_epochs=config.compress_epochs)
-
-  def make_finetuner(freeze):
-    return finetuning.Finetuner(model, images_dev, labels_dev, ft_indices, mean=ds.mean,
-                                std=ds.std, lr=lr, momentum=train_cfg.momentum,
-                                weight_decay=train_cfg.weight_decay, freeze=freeze,
-                                batch_size=batch_size, augment=train_cfg.augment,
-                                seed=config.seed)
-
   no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
-  like_ft = make_finetuner(no_mask if config.freeze_mask else None)
-  like = {"state": like_ft.init(trained.params, trained.model_state), "mask": no_mask}
-  ckpt = checkpoints.Checkpoints(workdir)
-  restored = ckpt.restore_latest(like)
-  records = checkpoints.read_metrics(workdir)
+  return _Run(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
+              lr, batch_size, jnp.asarray(task.images), jnp.asarray(task.labels), ft_indices,
+              no_mask, checkpoints.Checkpoints(workdir), progress)
 
-  if restored is None:
-    records = []
-    start = time.perf_counter()
-    original = evaluator(trained.params, trained.model_state)
-    records.append({"phase": "original", "epoch": None, **original,
-                    "seconds": {"evaluate": time.perf_counter() - start}})
-    say(f"[{config.method}] original: {_line(original)}")
-    key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    edit = method.fn(model, trained.params, trained.model_state, task, config.settings, key)
-    mask = edit.mask if edit.mask is not None else no_mask
-    ft = make_finetuner(mask if config.freeze_mask else None)
-    state = ft.init(edit.params, edit.model_state)
-    _finite_state(state)
-    start = time.perf_counter()
-    after = evaluator(state.params, state.model_state)
-    seconds = {**edit.seconds, "evaluate": time.perf_counter() - start}
-    stats = masks.mask_stats(mask)
-    masked = sum(s.masked for s in stats)
-    record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": edit.info,
-              "masked_fraction": masked / sum(s.size for s in stats),
-              "masked_layers": {s.path: s.masked for s in stats if s.masked}}
-    ckpt.save(0, {"state": state, "mask": mask})
-    checkpoints.write_metrics(workdir, records + [record])
-    records.append(record)
-    say(f"[{config.method}] after the edit: {_line(after)}  ({_seconds(seconds)})")
-    start_epoch = 0
-  else:
-    start_epoch, tree = restored
-    mask = tree["mask"]
-    ft = make_finetuner(mask if config.freeze_mask else None)
-    state = training.TrainState(*tree["state"])
-    finished = start_epoch == epochs
-    records = [r for r in records if r["phase"] in ("original", "edit")
-               or (r["phase"] == "finetune" and r["epoch"] <= start_epoch)
-               or (r["phase"] == "relearn" and finished)]
-    checkpoints.write_metrics(workdir, records)
-    say(f"[{config.method}] resuming after fine-tuning epoch {start_epoch}")
 
-  last = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
-  for epoch in range(start_epoch + 1, last + 1):
-    bar = progress_bar(ft.steps_per_epoch, f"{config.method} {epoch}/{epochs}", progress)
+def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, list[dict]]:
+  """Readouts of the original model, the method's edit, readouts after it; saved as epoch 0."""
+  config = run.config
+  start = time.perf_counter()
+  original = run.evaluator(run.trained.params, run.trained.model_state)
+  records = [{"phase": "original", "epoch": None, **original,
+              "seconds": {"evaluate": time.perf_counter() - start}}]
+  run.say(f"original: {_line(original)}")
+  key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  edit = run.method.fn(run.model, run.trained.params, run.trained.model_state, run.task,
+                       config.settings, key)
+  mask = edit.mask if edit.mask is not None else run.no_mask
+  state = run.finetuner(mask).init(edit.params, edit.model_state)
+  _finite_state(state)
+  start = time.perf_counter()
+  after = run.evaluator(state.params, state.model_state)
+  seconds = {**edit.seconds, "evaluate": time.perf_counter() - start}
+  stats = masks.mask_stats(mask)
+  masked = sum(s.masked for s in stats)
+  record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": edit.info,
+            "masked_fraction": masked / sum(s.size for s in stats),
+            "masked_layers": {s.path: s.masked for s in stats if s.masked}}
+  run.ckpt.save(0, {"state": state, "mask": mask})
+  checkpoints.write_metrics(run.workdir, records + [record])
+  records.append(record)
+  run.say(f"after the edit: {_line(after)}  ({_seconds(seconds)})")
+  return state, mask, records
+
+
+def _resume(run: _Run, restored: tuple[int, Any]
+            ) -> tuple[int, training.TrainState, Any, list[dict]]:
+  """The state after the last saved epoch, and the records up to it."""
+  start_epoch, tree = restored
+  finished = start_epoch == run.epochs
+  records = [r for r in checkpoints.read_metrics(run.workdir)
+             if r["phase"] in ("original", "edit")
+             or (r["phase"] == "finetune" and r["epoch"] <= start_epoch)
+             or (r["phase"] == "relearn" and finished)]
+  checkpoints.write_metrics(run.workdir, records)
+  run.say(f"resuming after fine-tuning epoch {start_epoch}")
+  return start_epoch, training.TrainState(*tree["state"]), tree["mask"], records
+
+
+def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, first: int, last: int,
+                    records: list[dict]) -> training.TrainState:
+  """Fine-tuning epochs ``first..last``, each evaluated, saved and recorded."""
+  ft = run.finetuner(mask)
+  for epoch in range(first, last + 1):
+    bar = progress_bar(ft.steps_per_epoch, f"{run.config.method} {epoch}/{run.epochs}",
+                       run.progress)
     start = time.perf_counter()
     state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
     jax.block_until_ready(state.params)
@@ -282,38 +313,69 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
     ft_seconds = time.perf_counter() - start
     _finite_state(state)
     start = time.perf_counter()
-    out = evaluator(state.params, state.model_state)
+    out = run.evaluator(state.params, state.model_state)
     record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"],
-              "lr": float(lr(epoch * ft.steps_per_epoch - 1)),
+              "lr": float(run.lr(epoch * ft.steps_per_epoch - 1)),
               "seconds": {"finetune": ft_seconds, "evaluate": time.perf_counter() - start}}
-    ckpt.save(epoch, {"state": state, "mask": mask})
-    checkpoints.append_metrics(workdir, record)
+    run.ckpt.save(epoch, {"state": state, "mask": mask})
+    checkpoints.append_metrics(run.workdir, record)
     records.append(record)
-    say(f"[{config.method}] epoch {epoch}/{epochs}: {_line(out)}")
-  ckpt.close()
-  if last < epochs:   # stopped early on request (tests of interruption)
-    return UnlearnResult(records, {}, state)
+    run.say(f"epoch {epoch}/{run.epochs}: {_line(out)}")
+  return state
 
+
+def _relearn_phase(run: _Run, state: training.TrainState, records: list[dict]) -> None:
+  """The relearn readout: optimiser steps on D_f until its loss is back at the original's."""
+  config, train_cfg = run.config, run.train_cfg
+  threshold = config.relearn_threshold or records[0]["forget_train_loss"]
+  relearn_ft = finetuning.Finetuner(
+      run.model, run.images_dev, run.labels_dev, run.task.forget, mean=run.ds.mean,
+      std=run.ds.std, lr=train_cfg.lr, momentum=train_cfg.momentum,
+      weight_decay=train_cfg.weight_decay, batch_size=run.batch_size,
+      augment=train_cfg.augment, seed=config.seed + 7)
+  start = time.perf_counter()
+  rel = readouts.relearn_time(run.evaluator, relearn_ft.epoch,
+                              relearn_ft.init(state.params, state.model_state),
+                              threshold=threshold, max_epochs=config.relearn_epochs)
+  record = {"phase": "relearn", "epoch": None, "relearn_epochs": rel["epochs"],
+            "relearn_steps": rel["steps"], "relearn_losses": rel["losses"],
+            "relearn_threshold": rel["threshold"],
+            "relearn_max_epochs": config.relearn_epochs,
+            "seconds": {"relearn": time.perf_counter() - start}}
+  checkpoints.append_metrics(run.workdir, record)
+  records.append(record)
+
+
+def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
+            progress: bool | None = None, dataset: data.Dataset | None = None,
+            stop_after_epoch: int | None = None) -> UnlearnResult:
+  """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring.
+
+  The phases, each a function of this module: :func:`_setup`, then
+  :func:`_edit_phase` (or :func:`_resume` after the last saved epoch),
+  :func:`_finetune_phase`, :func:`_relearn_phase` and the summary.
+  """
+  run = _setup(config, workdir, data_dir, dataset, progress)
+  like = {"state": run.finetuner(run.no_mask).init(run.trained.params,
+                                                   run.trained.model_state),
+          "mask": run.no_mask}
+  restored = run.ckpt.restore_latest(like)
+  if restored is None:
+    start_epoch = 0
+    state, mask, records = _edit_phase(run)
+  else:
+    start_epoch, state, mask, records = _resume(run, restored)
+  last = run.epochs if stop_after_epoch is None else min(run.epochs, stop_after_epoch)
+  state = _finetune_phase(run, state, mask, start_epoch + 1, last, records)
+  run.ckpt.close()
+  if last < run.epochs:   # stopped early on request (tests of interruption)
+    return UnlearnResult(records, {}, state)
   if config.relearn_epochs > 0 and not any(r["phase"] == "relearn" for r in records):
-    threshold = config.relearn_threshold or records[0]["forget_train_loss"]
-    relearn_ft = finetuning.Finetuner(
-        model, images_dev, labels_dev, task.forget, mean=ds.mean, std=ds.std,
-        lr=train_cfg.lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay,
-        batch_size=batch_size, augment=train_cfg.augment, seed=config.seed + 7)
-    start = time.perf_counter()
-    rel = readouts.relearn_time(evaluator, relearn_ft.epoch,
-                                relearn_ft.init(state.params, state.model_state),
-                                threshold=threshold, max_epochs=config.relearn_epochs)
-    record = {"phase": "relearn", "epoch": None, "relearn_epochs": rel["epochs"],
-              "relearn_steps": rel["steps"],
-              "relearn_losses": rel["losses"], "relearn_threshold": rel["threshold"],
-              "relearn_max_epochs": config.relearn_epochs,
-              "seconds": {"relearn": time.perf_counter() - start}}
-    checkpoints.append_metrics(workdir, record)
-    records.append(record)
+    _relearn_phase(run, state, records)
   summary = summarize(config, records)
-  (pathlib.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-  say(summary_line(summary))
+  (run.workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  if progress is not False:
+    print(summary_line(summary), file=sys.stderr, flush=True)
   return UnlearnResult(records, summary, state)
 
 
