@@ -63,6 +63,26 @@ def _tar_gz(path: pathlib.Path, members: dict[str, bytes]) -> None:
       tar.addfile(info, io.BytesIO(raw))
 
 
+def _cifar_examples(cifar100: bool, n_train: int, n_test: int, seed: int):
+  """Learnable CIFAR-shaped examples with every class present."""
+  rng = np.random.default_rng(seed)
+  k = 100 if cifar100 else 10
+  train_y, test_y = _labels(n_train, k), _labels(n_test, k, 3)
+  return (_images(rng, train_y, (32, 32, 3), k), train_y, _images(rng, test_y, (32, 32, 3), k),
+          test_y)
+
+
+def _write_members(dest: pathlib.Path, folder: str, archive_name: str | None,
+                   members: dict[str, bytes]) -> None:
+  """``members`` of ``folder`` as the archive ``archive_name``, or extracted when None."""
+  if archive_name:
+    _tar_gz(dest / archive_name, {f"{folder}/{m}": raw for m, raw in members.items()})
+    return
+  (dest / folder).mkdir(parents=True, exist_ok=True)
+  for m, raw in members.items():
+    (dest / folder / m).write_bytes(raw)
+
+
 def _chw(images):
   """[N, H, W, C] -> the CIFAR row layout: [N, 3072] channel-major."""
   return images.transpose(0, 3, 1, 2).reshape(len(images), -1)
@@ -75,10 +95,7 @@ def cifar_binary(dest: pathlib.Path, *, cifar100: bool = False, n_train: int = 5
                  n_test: int = 20, seed: int = 0, archive: bool = True) -> Arrays:
   """``cifar-10-binary.tar.gz`` (or ``cifar-100-binary.tar.gz``) in ``dest``;
   with ``archive=False`` the extracted folder instead."""
-  rng = np.random.default_rng(seed)
-  k = 100 if cifar100 else 10
-  train_y, test_y = _labels(n_train, k), _labels(n_test, k, 3)
-  train_x, test_x = _images(rng, train_y, (32, 32, 3), k), _images(rng, test_y, (32, 32, 3), k)
+  train_x, train_y, test_x, test_y = _cifar_examples(cifar100, n_train, n_test, seed)
 
   def records(x, y):
     labels = [y[:, None]] if not cifar100 else [(y // 5)[:, None], y[:, None]]
@@ -99,13 +116,8 @@ def cifar_binary(dest: pathlib.Path, *, cifar100: bool = False, n_train: int = 5
                for i, p in enumerate(per)}
     members["test_batch.bin"] = records(test_x, test_y)
     members["batches.meta.txt"] = ("\n".join(names) + "\n\n").encode()
-  if archive:
-    name = "cifar-100-binary.tar.gz" if cifar100 else "cifar-10-binary.tar.gz"
-    _tar_gz(dest / name, {f"{folder}/{m}": raw for m, raw in members.items()})
-  else:
-    (dest / folder).mkdir(parents=True, exist_ok=True)
-    for m, raw in members.items():
-      (dest / folder / m).write_bytes(raw)
+  name = "cifar-100-binary.tar.gz" if cifar100 else "cifar-10-binary.tar.gz"
+  _write_members(dest, folder, name if archive else None, members)
   return Arrays(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), names)
 
 
@@ -195,10 +207,7 @@ def cifar_python(dest: pathlib.Path, *, cifar100: bool = False, n_train: int = 5
                  n_test: int = 20, seed: int = 0, archive: bool = True) -> Arrays:
   """``cifar-10-python.tar.gz`` (or ``cifar-100-python.tar.gz``) in ``dest``;
   with ``archive=False`` the extracted folder instead."""
-  rng = np.random.default_rng(seed)
-  k = 100 if cifar100 else 10
-  train_y, test_y = _labels(n_train, k), _labels(n_test, k, 3)
-  train_x, test_x = _images(rng, train_y, (32, 32, 3), k), _images(rng, test_y, (32, 32, 3), k)
+  train_x, train_y, test_x, test_y = _cifar_examples(cifar100, n_train, n_test, seed)
 
   def batch(label, x, y):
     files = [f"img_{i:05d}.png".encode() for i in range(len(y))]
@@ -228,13 +237,8 @@ def cifar_python(dest: pathlib.Path, *, cifar100: bool = False, n_train: int = 5
     members["batches.meta"] = py2_pickle({b"label_names": [n.encode() for n in names],
                                           b"num_cases_per_batch": 10000, b"num_vis": 3072})
     members["readme.html"] = b"<html></html>"
-  if archive:
-    name = "cifar-100-python.tar.gz" if cifar100 else "cifar-10-python.tar.gz"
-    _tar_gz(dest / name, {f"{folder}/{m}": raw for m, raw in members.items()})
-  else:
-    (dest / folder).mkdir(parents=True, exist_ok=True)
-    for m, raw in members.items():
-      (dest / folder / m).write_bytes(raw)
+  name = "cifar-100-python.tar.gz" if cifar100 else "cifar-10-python.tar.gz"
+  _write_members(dest, folder, name if archive else None, members)
   return Arrays(train_x, train_y.astype(np.int32), test_x, test_y.astype(np.int32), names)
 
 
