@@ -1,23 +1,40 @@
-"""Resumable work directories: a config file, orbax checkpoints, a metrics log.
+"""Resumable, crash-consistent work directories.
 
 A work directory holds:
 
 * ``config.json`` -- the run's settings; a rerun with different settings is
   refused (so two runs never mix in one directory);
-* ``checkpoints/<epoch>/`` -- orbax checkpoints after each completed epoch;
-* ``metrics.jsonl`` -- one JSON object per epoch, read by reports and plots.
+* ``checkpoints/<epoch>/`` -- one orbax checkpoint per committed epoch: the
+  state, and in the same step the run's records up to that epoch with a
+  SHA-256 of the state;
+* ``metrics.jsonl`` -- one JSON object per record, for reports and plots: a
+  copy of the newest checkpoint's records (plus what follows the last epoch,
+  e.g. the relearn readout), never the source of truth.
+
+One rule covers every phase: an epoch is committed by ONE atomic step,
+orbax's own commit of the step directory (it writes to a temporary name and
+renames). After a kill at any moment the directory is either before or after
+that epoch; a rerun restores the newest checkpoint, takes the records from
+it and rewrites ``metrics.jsonl``, so the records of committed epochs, their
+timings included, are kept byte for byte and nothing half-written survives.
+JSON files are written to a temporary name and renamed. A checkpoint that
+cannot be read or fails its checksum is moved to ``checkpoints-unreadable/``
+(kept and reported) and the epochs after the previous one are recomputed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import pathlib
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -27,6 +44,31 @@ def _jsonable(config: Mapping) -> dict:
   return json.loads(json.dumps(dict(config), default=list))
 
 
+def write_json(path: str | pathlib.Path, obj: Any, *, indent: int | None = 2) -> None:
+  """Writes ``obj`` as JSON to ``path`` atomically: a temporary file, fsync, rename."""
+  write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+def write_text(path: str | pathlib.Path, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically: a kill leaves the old file or the new one."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  tmp.replace(path)
+
+
+def read_json(path: str | pathlib.Path, *, what: str, fix: str) -> Any:
+  """Reads a JSON file; ValueError naming the file, what it is and ``fix`` if unreadable."""
+  path = pathlib.Path(path)
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path} ({what}) cannot be read: {type(e).__name__}: {e}. {fix}") from e
+
+
 def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
                   ignore: tuple[str, ...] = ()) -> pathlib.Path:
   """Creates ``workdir`` with ``config.json``, or checks that it holds the same run.
@@ -34,69 +76,99 @@ def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
   Keys in ``ignore`` (e.g. a data directory) may differ between runs.
 
   Raises:
-    ValueError: the directory holds a run with different settings.
+    ValueError: ``workdir`` is a file, holds a run with different settings, or
+      its config.json is unreadable.
   """
   workdir = pathlib.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise ValueError(f"--workdir {workdir} is a file, not a directory; choose another path.")
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / "config.json"
   config = _jsonable(config)
   if path.exists():
-    old = json.loads(path.read_text())
+    old = read_json(path, what="this run's config", fix=(
+        f"It was damaged (e.g. a kill while it was first written); if {workdir} holds no run "
+        "you want to keep, delete that file and run the same command again."))
     diff = {k: (old.get(k), config.get(k)) for k in sorted(set(old) | set(config))
             if k not in ignore and old.get(k) != config.get(k)}
     if diff:
       detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
       raise ValueError(f"{workdir} holds a run with a different config ({detail}). Use another "
-                       f"--workdir, or delete {workdir} to start fresh.")
+                       "--workdir for this one.")
   else:
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_json(path, config)
   return workdir
 
 
+def tree_checksum(tree: Any) -> str:
+  """SHA-256 over every array of ``tree``: its path, dtype, shape and bytes."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
 class Checkpoints:
-  """Orbax checkpoints of a pytree, one per completed epoch, in ``workdir/checkpoints``."""
+  """Orbax checkpoints of a pytree and the run's records, one per committed epoch,
+  in ``workdir/checkpoints``."""
 
   def __init__(self, workdir: str | pathlib.Path, *, max_to_keep: int = 2):
+    self.workdir = pathlib.Path(workdir).resolve()
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
-    self.manager = ocp.CheckpointManager(pathlib.Path(workdir).resolve() / "checkpoints",
-                                         options=options,
-                                         item_handlers=ocp.StandardCheckpointHandler())
+    self.manager = ocp.CheckpointManager(self.workdir / "checkpoints", options=options,
+                                         item_handlers={
+                                             "state": ocp.StandardCheckpointHandler(),
+                                             "records": ocp.JsonCheckpointHandler()})
 
-  def save(self, epoch: int, tree: Any) -> None:
-    """Saves ``tree`` as the checkpoint of ``epoch``.
+  def commit(self, epoch: int, tree: Any, records: list[dict]) -> None:
+    """Commits ``epoch``: the state ``tree`` and ALL records up to it, in one orbax
+    step (atomic), then refreshes ``metrics.jsonl`` from those records.
 
     Raises:
       RuntimeError: orbax declined to save (a checkpoint of this or a later
         epoch is already there), so the epoch would silently not be kept.
     """
-    saved = self.manager.save(epoch, args=ocp.args.StandardSave(tree))
+    payload = {"records": records, "checksum": tree_checksum(tree)}
+    saved = self.manager.save(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(tree), records=ocp.args.JsonSave(payload)))
     self.manager.wait_until_finished()
     if not saved:
       raise RuntimeError(
           f"orbax did not save the checkpoint of epoch {epoch} in {self.directory}: it holds "
           f"epochs {sorted(self.manager.all_steps())}. The directory was changed while this "
           "run was using it; start again in a fresh work directory.")
+    write_metrics(self.workdir, records)
 
-  def restore_latest(self, like: Any) -> tuple[int, Any] | None:
-    """The newest readable checkpoint as ``(epoch, tree)``; None when there is none.
+  def restore_latest(self, like: Any) -> tuple[int, Any, list[dict]] | None:
+    """The newest readable checkpoint as ``(epoch, tree, records)``; None when there is none.
 
-    A checkpoint that cannot be read (corrupt or partial files) is not
-    deleted and not silently skipped: it is moved to
-    ``checkpoints-unreadable/<epoch>-<n>`` beside ``checkpoints``, the reason
-    is printed, and the checkpoint before it is tried. The caller then
-    recomputes the epochs after the one restored, and saves them anew.
+    A checkpoint that cannot be read (corrupt, partial or foreign files) or
+    whose arrays fail the checksum saved with them is not deleted and not
+    silently skipped: it is moved to ``checkpoints-unreadable/<epoch>-<n>``
+    beside ``checkpoints``, the reason is printed, and the checkpoint before
+    it is tried. The caller then recomputes the epochs after the one
+    restored, and commits them anew; it rewrites ``metrics.jsonl`` from the
+    restored records (:func:`write_metrics`) once it knows what follows them.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     for epoch in sorted(self.manager.all_steps(), reverse=True):
       try:
-        tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-        return epoch, tree
+        out = self.manager.restore(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), records=ocp.args.JsonRestore()))
+        payload = out["records"]
+        if tree_checksum(out["state"]) != payload["checksum"]:
+          raise ValueError("its arrays do not match the SHA-256 saved with them (the files "
+                           "were changed or damaged)")
+        return epoch, out["state"], payload["records"]
       except Exception as e:  # noqa: BLE001 -- reported below, the files are kept
         moved = self._move_aside(epoch)
+        reason = str(e).splitlines()[0][:300] if str(e) else ""
         message = (f"checkpoint of epoch {epoch} cannot be read ({type(e).__name__}: "
-                   f"{str(e).splitlines()[0][:300] if str(e) else ''}); moved to {moved} and "
-                   "the epochs after the previous checkpoint will be recomputed")
+                   f"{reason}); moved to {moved} and the epochs after the previous checkpoint "
+                   "will be recomputed")
         log.warning(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
     return None
@@ -129,11 +201,13 @@ class Checkpoints:
     if not steps:
       return None
     try:
-      saved = self.manager.item_metadata(steps[-1])
+      saved = self.manager.item_metadata(steps[-1])["state"]
       saved = getattr(saved, "tree", saved)
     except Exception:  # noqa: BLE001 -- unreadable metadata: restore_latest reports it
       return None
     got, want = _shapes(saved), _shapes(like)
+    if not got:   # damaged metadata: restore_latest reports and moves the checkpoint aside
+      return None
     if set(got) != set(want):
       extra = sorted(set(got) - set(want))[:3]
       missing = sorted(set(want) - set(got))[:3]
@@ -168,19 +242,27 @@ def _shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
+  """The records of ``metrics.jsonl`` ([] when there is none).
+
+  Raises:
+    ValueError: a line is not JSON; the message names the file and the line.
+  """
   path = pathlib.Path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  out = []
+  for n, line in enumerate(path.read_text().splitlines(), 1):
+    if line.strip():
+      try:
+        out.append(json.loads(line))
+      except ValueError as e:
+        raise ValueError(f"{path}, line {n}, is not JSON ({e}). The file is a copy of the "
+                         "records in the newest checkpoint: run the same command again to "
+                         "rewrite it.") from e
+  return out
 
 
 def write_metrics(workdir: str | pathlib.Path, records: list[dict]) -> None:
-  path = pathlib.Path(workdir) / "metrics.jsonl"
-  tmp = path.with_suffix(".jsonl.tmp")
-  tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-  tmp.replace(path)
-
-
-def append_metrics(workdir: str | pathlib.Path, record: dict) -> None:
-  with open(pathlib.Path(workdir) / "metrics.jsonl", "a") as f:
-    f.write(json.dumps(record, sort_keys=True) + "\n")
+  """Writes ``metrics.jsonl`` atomically (one JSON object per line)."""
+  write_text(pathlib.Path(workdir) / "metrics.jsonl",
+             "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))

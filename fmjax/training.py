@@ -264,15 +264,16 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
 
   ckpt = checkpoints.Checkpoints(workdir)
   restored = ckpt.restore_latest({"state": state})
-  start_epoch = 0
-  if restored is not None:
-    start_epoch, tree = restored
+  start_epoch, metrics = 0, []
+  if restored is None:
+    checkpoints.write_metrics(workdir, [])   # no committed epoch: no record survives
+  else:
+    start_epoch, tree, metrics = restored
     state = TrainState(*tree["state"])
+    checkpoints.write_metrics(workdir, metrics)
     if start_epoch < config.epochs:   # said even when quiet: the run did not start fresh
       print(f"resuming after epoch {start_epoch} (checkpoint in {workdir / 'checkpoints'})",
             file=sys.stderr, flush=True)
-  metrics = [m for m in checkpoints.read_metrics(workdir) if m["epoch"] <= start_epoch]
-  checkpoints.write_metrics(workdir, metrics)
 
   step = make_epoch_step(model, optimizer, ds.mean, ds.std, config.augment)
   predict = evaluation.make_predict_fn(model, ds.mean, ds.std)
@@ -305,9 +306,9 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
               "test_per_class_accuracy": report["per_class_accuracy"],
               "lr": float(lr(epoch * steps_per_epoch - 1)), "seconds": seconds,
               "examples_per_s": n / seconds}
-    ckpt.save(epoch, {"state": state})
-    checkpoints.append_metrics(workdir, record)
+    crash_point(f"train.before_commit.{epoch}")
     metrics.append(record)
+    ckpt.commit(epoch, {"state": state}, metrics)   # the one atomic step of an epoch
     crash_point(f"train.epoch.{epoch}")
     if progress is not False:
       print(f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "

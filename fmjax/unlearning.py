@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, training
+from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.methods import METHODS, REMAIN_REQUIRED, MethodSettings, UnlearnTask, get_method
 
@@ -278,25 +279,21 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, list[dict]]:
   record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": edit.info,
             "masked_fraction": masked / sum(s.size for s in stats),
             "masked_layers": {s.path: s.masked for s in stats if s.masked}}
-  run.ckpt.save(0, {"state": state, "mask": mask})
-  checkpoints.write_metrics(run.workdir, records + [record])
+  crash_point("unlearn.before_commit.0")
   records.append(record)
+  run.ckpt.commit(0, {"state": state, "mask": mask}, records)
+  crash_point("unlearn.epoch.0")
   run.say(f"after the edit: {_line(after)}  ({_seconds(seconds)})")
   return state, mask, records
 
 
-def _resume(run: _Run, restored: tuple[int, Any]
+def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
             ) -> tuple[int, training.TrainState, Any, list[dict]]:
-  """The state after the last saved epoch, and the records up to it."""
-  start_epoch, tree = restored
-  finished = start_epoch == run.epochs
-  records = [r for r in checkpoints.read_metrics(run.workdir)
-             if r["phase"] in ("original", "edit")
-             or (r["phase"] == "finetune" and r["epoch"] <= start_epoch)
-             or (r["phase"] == "relearn" and finished)]
+  """The state after the last committed epoch, and the records committed with it."""
+  start_epoch, tree, records = restored
   checkpoints.write_metrics(run.workdir, records)
   run.say(f"resuming after fine-tuning epoch {start_epoch}")
-  return start_epoch, training.TrainState(*tree["state"]), tree["mask"], records
+  return start_epoch, training.TrainState(*tree["state"]), tree["mask"], list(records)
 
 
 def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, first: int, last: int,
@@ -317,9 +314,10 @@ def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, first: int
     record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"],
               "lr": float(run.lr(epoch * ft.steps_per_epoch - 1)),
               "seconds": {"finetune": ft_seconds, "evaluate": time.perf_counter() - start}}
-    run.ckpt.save(epoch, {"state": state, "mask": mask})
-    checkpoints.append_metrics(run.workdir, record)
+    crash_point(f"unlearn.before_commit.{epoch}")
     records.append(record)
+    run.ckpt.commit(epoch, {"state": state, "mask": mask}, records)
+    crash_point(f"unlearn.epoch.{epoch}")
     run.say(f"epoch {epoch}/{run.epochs}: {_line(out)}")
   return state
 
@@ -342,8 +340,30 @@ def _relearn_phase(run: _Run, state: training.TrainState, records: list[dict]) -
             "relearn_threshold": rel["threshold"],
             "relearn_max_epochs": config.relearn_epochs,
             "seconds": {"relearn": time.perf_counter() - start}}
-  checkpoints.append_metrics(run.workdir, record)
   records.append(record)
+  checkpoints.write_metrics(run.workdir, records)   # recomputed, never resumed: no checkpoint
+  crash_point("unlearn.relearn")
+
+
+def _finished(run: _Run, restored) -> UnlearnResult | None:
+  """The result of a run that finished before (last epoch committed, its
+  metrics.jsonl and summary.json complete and consistent with the checkpoint),
+  else None."""
+  if restored is None or restored[0] != run.epochs:
+    return None
+  try:
+    summary = checkpoints.read_json(run.workdir / "summary.json", what="summary", fix="")
+    records = checkpoints.read_metrics(run.workdir)
+  except ValueError:
+    return None
+  committed = restored[2]
+  tail = records[len(committed):]
+  relearn = run.config.relearn_epochs > 0
+  if (records[:len(committed)] != committed or len(tail) != int(relearn)
+      or (relearn and tail[0].get("phase") != "relearn")
+      or summary != json.loads(json.dumps(summarize(run.config, records)))):
+    return None
+  return UnlearnResult(records, summary, training.TrainState(*restored[1]["state"]))
 
 
 def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
@@ -360,6 +380,10 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
                                                    run.trained.model_state),
           "mask": run.no_mask}
   restored = run.ckpt.restore_latest(like)
+  finished = _finished(run, restored)
+  if finished is not None:   # nothing to recompute
+    run.ckpt.close()
+    return finished
   if restored is None:
     start_epoch = 0
     state, mask, records = _edit_phase(run)
@@ -370,10 +394,11 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   run.ckpt.close()
   if last < run.epochs:   # stopped early on request (tests of interruption)
     return UnlearnResult(records, {}, state)
-  if config.relearn_epochs > 0 and not any(r["phase"] == "relearn" for r in records):
+  if config.relearn_epochs > 0:
     _relearn_phase(run, state, records)
   summary = summarize(config, records)
-  (run.workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  checkpoints.write_json(run.workdir / "summary.json", summary)   # last: the run is finished
+  crash_point("unlearn.summary")
   if progress is not False:
     print(summary_line(summary), file=sys.stderr, flush=True)
   return UnlearnResult(records, summary, state)

@@ -83,7 +83,7 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, digits, capsys):
 
 def test_different_config_in_workdir_is_refused(tmp_path, digits):
   training.train(_config(epochs=1), tmp_path / "run", dataset=digits, progress=False)
-  with pytest.raises(ValueError, match=r"different config \(epochs: 1 -> 2\).*delete"):
+  with pytest.raises(ValueError, match=r"different config \(epochs: 1 -> 2\)\. Use another"):
     training.train(_config(epochs=2), tmp_path / "run", dataset=digits, progress=False)
 
 
