@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import io
 import pathlib
 import textwrap
 from collections import defaultdict
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments._runner import unit_dir
+from experiments._runner import finished_summary, unit_dir
 from experiments._spec import Experiment, Unit
+from fmjax import checkpoints
 
 LABELS = {"forget_test_accuracy": "forget test acc", "remain_test_accuracy": "remain test acc",
           "test_accuracy": "test acc", "noise_accuracy": "noise acc"}
@@ -41,7 +42,14 @@ def load_experiment(root: str | pathlib.Path) -> Experiment:
   if not path.exists():
     raise FileNotFoundError(f"{root} holds no experiment (no config.json); run one with "
                             "`python -m experiments.run NAME --workdir ...`.")
-  return Experiment.from_json(json.loads(path.read_text()))
+  raw = checkpoints.read_json(path, what="the experiment's config", fix=(
+      "Rerun the experiment's command with a fresh --workdir."))
+  try:
+    return Experiment.from_json(raw)
+  except (KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not an experiment's config ({type(e).__name__}: {e}); is "
+                     f"{root} a training or unlearning work directory? Give the directory "
+                     "an experiments.run command wrote.") from e
 
 
 def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
@@ -52,13 +60,8 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
   for seed in exp.seeds:
     for unit in exp.units:
       d = unit_dir(root, unit.setting, unit.line, seed)
-      records = []
-      if (d / "metrics.jsonl").exists():
-        records = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()
-                   if x.strip()]
-      summary = None
-      if (d / "summary.json").exists():
-        summary = json.loads((d / "summary.json").read_text())
+      records = checkpoints.read_metrics(d)
+      summary = finished_summary(d)
       out.append(UnitResult(unit, seed, records, summary))
   return exp, out
 
@@ -84,10 +87,11 @@ def write_csv(results: Sequence[UnitResult], path: pathlib.Path) -> None:
   keys: list[str] = []
   for row in rows:
     keys += [k for k in row if k not in keys]
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
+  buffer = io.StringIO(newline="")
+  writer = csv.DictWriter(buffer, fieldnames=keys)
+  writer.writeheader()
+  writer.writerows(rows)
+  checkpoints.write_text(path, buffer.getvalue())
 
 
 def _ms(values: Sequence[float | None], *, percent: bool = True) -> str:
@@ -344,8 +348,9 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
         ax.set_ylim(lo, hi)
         if retrain_start is not None and retrain_start[1] < lo:
           ax.annotate(f"retrain starts at {retrain_start[1]:.1f}%", xy=(retrain_start[0], lo),
-                      xytext=(retrain_start[0] + 0.25, lo + 0.22 * (hi - lo)), fontsize=7,
-                      color="tab:red", arrowprops={"arrowstyle": "->", "color": "tab:red"})
+                      xytext=(retrain_start[0] + 1.15, lo + 0.06 * (hi - lo)), fontsize=7.5,
+                      color="tab:red", ha="left", va="center",
+                      arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 0.8})
       else:
         ax.set_ylim(-3, 103)
       if col == 0:
@@ -367,7 +372,9 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
       text.set_fontweight("bold")
   fig.suptitle(_title(exp.title, int(width * 9)), fontsize=10.5)
   fig.tight_layout(rect=(0, 0, 1 - 1.9 / width, 0.95))
-  fig.savefig(path, dpi=DPI)
+  tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+  fig.savefig(tmp, dpi=DPI)
+  tmp.replace(path)   # a kill leaves the old figure or the new one
   plt.close(fig)
   return path
 
@@ -393,6 +400,6 @@ def build(root: str | pathlib.Path) -> dict[str, Any]:
     parts += ["", f"## {title}", "", fn(exp, results)]
   if pending:
     parts += ["", "## Not finished", "", ", ".join(pending)]
-  (root / "report.md").write_text("\n".join(parts) + "\n")
+  checkpoints.write_text(root / "report.md", "\n".join(parts) + "\n")
   return {"report": root / "report.md", "figure": fig_path, "csv": root / "results.csv",
           "pending": pending}
