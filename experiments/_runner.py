@@ -13,6 +13,7 @@ interrupted unit resumes after its last completed epoch.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import time
@@ -29,6 +30,15 @@ def unit_dir(root: pathlib.Path, setting: str, line: str, seed: int) -> pathlib.
   return root / "units" / slug(setting) / slug(line) / f"seed{seed}"
 
 
+def finished_summary(unit_path: pathlib.Path) -> dict | None:
+  """A unit's summary.json, or None when it is missing or unreadable (the unit
+  is then not finished: rerunning the experiment completes it)."""
+  try:
+    return json.loads((unit_path / "summary.json").read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = None,
         progress: bool | None = None) -> dict:
   """Trains the originals and runs every (unit, seed) not finished yet.
@@ -36,6 +46,8 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
   Returns:
     ``{'trained': [...], 'ran': [...], 'skipped': [...], 'seconds': {...}}``.
   """
+  for orig in exp.originals.values():   # bad settings are refused before anything is written
+    training.default_config(orig.dataset, orig.model, **dict(orig.train))
   root = checkpoints.claim_workdir(workdir, exp.to_json())
   say = (lambda msg: None) if progress is False else (
       lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -58,7 +70,7 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
       done += 1
       out = unit_dir(root, unit.setting, unit.line, seed)
       label = f"{unit.setting} / {unit.line} / seed {seed}"
-      if (out / "summary.json").exists():
+      if finished_summary(out) is not None:
         skipped.append(label)
         continue
       orig = exp.originals[unit.original]

@@ -2,21 +2,37 @@
 
 Set ``FMJAX_CRASH_AT`` to a point's name and the process kills itself with
 SIGKILL when it reaches that point, as ``kill -9`` or a power cut would: no
-handler, no flush, no cleanup. Points are named ``<phase>.<what>.<numbers>``,
-e.g. ``train.step.3.2`` (epoch 3, after its step index 2) or
-``train.epoch.3`` (after epoch 3 is committed). Unset, a point costs one
-string comparison.
+handler, no flush, no cleanup. ``name#k`` kills at the k-th time the point
+is reached (e.g. in the second unit of an experiment). Points are named
+``<phase>.<what>[.<numbers>]``:
+
+* ``train.step.<epoch>.<i>`` after step i of an epoch; ``train.before_commit.<epoch>``
+  after its evaluation; ``train.epoch.<epoch>`` after its commit;
+* ``unlearn.before_commit.<epoch>`` and ``unlearn.epoch.<epoch>`` likewise
+  (epoch 0 is the edit), ``unlearn.relearn`` after the relearn record,
+  ``unlearn.summary`` after summary.json.
+
+Unset, a point costs one environment look-up.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 
 ENV = "FMJAX_CRASH_AT"
+_reached: collections.Counter[str] = collections.Counter()
 
 
 def crash_point(name: str) -> None:
   """Kills this process with SIGKILL if ``$FMJAX_CRASH_AT`` names this point."""
-  if os.environ.get(ENV) == name:
+  spec = os.environ.get(ENV)
+  if not spec:
+    return
+  target, _, nth = spec.partition("#")
+  if target != name:
+    return
+  _reached[name] += 1
+  if _reached[name] == int(nth or 1):
     os.kill(os.getpid(), signal.SIGKILL)

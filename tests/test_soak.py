@@ -1,0 +1,205 @@
+"""kill -9 at every phase boundary, rerun, and nothing is lost or different.
+
+Each case runs the real command in a subprocess with ``FMJAX_CRASH_AT`` set
+(the process SIGKILLs itself at that named point, see fmjax/_faults.py),
+checks it died, reruns the same command without it, and compares everything
+with an uninterrupted run: parameters bit for bit, every record and summary
+field but wall times, and the records committed before the kill byte for
+byte (timings included). Then files are damaged (truncated or overwritten
+checkpoint data, a missing metadata file, empty or garbage JSON) and each
+gives a recovery or an error that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from fmjax import checkpoints, data, training
+from fmjax._faults import ENV
+
+TIMING = ("seconds", "examples_per_s")
+TRAIN = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "3",
+         "--batch-size", "64", "--lr", "0.05", "--decay-epochs", "2", "--augment", "--quiet"]
+UNLEARN = ["unlearn", "--method", "fisher_mask", "--epochs", "2", "--relearn-epochs", "1",
+           "--eval-limit", "200", "--score-limit", "200", "--quiet"]
+
+
+def fmjax(args, crash=None, timeout=300):
+  env = {k: v for k, v in os.environ.items() if k != ENV}
+  if crash:
+    env[ENV] = crash
+  return subprocess.run([sys.executable, "-m", "fmjax", *map(str, args)], capture_output=True,
+                        text=True, env=env, timeout=timeout)
+
+
+def untimed(records):
+  out = []
+  for r in records:
+    r = {k: v for k, v in r.items() if k not in TIMING}
+    out.append(r)
+  return out
+
+
+def params_of(workdir, ds):
+  _, _, state, _ = training.load_trained(str(workdir), dataset=ds)
+  return state
+
+
+def same_leaves(a, b):
+  return all(np.array_equal(x, y) for x, y in
+             zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """Uninterrupted runs: a training run and an unlearning run from it."""
+  root = tmp_path_factory.mktemp("reference")
+  out = fmjax(TRAIN + ["--workdir", root / "train"])
+  assert out.returncode == 0, out.stderr
+  out = fmjax(UNLEARN + ["--checkpoint", root / "train", "--workdir", root / "unlearn"])
+  assert out.returncode == 0, out.stderr
+  return root
+
+
+@pytest.mark.parametrize("point", ["train.step.1.0", "train.before_commit.2", "train.epoch.2",
+                                   "train.epoch.3"])
+def test_train_killed_at_each_boundary(tmp_path, reference, digits, point):
+  workdir = tmp_path / "train"
+  killed = fmjax(TRAIN + ["--workdir", workdir], crash=point)
+  assert killed.returncode == -9, killed.stderr
+  before = checkpoints.read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
+  rerun = fmjax(TRAIN + ["--workdir", workdir])
+  assert rerun.returncode == 0, rerun.stderr
+  after = checkpoints.read_metrics(workdir)
+  assert after[:len(before)] == before          # committed records kept, timings included
+  assert untimed(after) == untimed(checkpoints.read_metrics(reference / "train"))
+  assert same_leaves(params_of(workdir, digits), params_of(reference / "train", digits))
+
+
+@pytest.mark.parametrize("point", ["unlearn.before_commit.0", "unlearn.epoch.0",
+                                   "unlearn.before_commit.2", "unlearn.epoch.2",
+                                   "unlearn.relearn", "unlearn.summary"])
+def test_unlearn_killed_at_each_boundary(tmp_path, reference, point):
+  workdir = tmp_path / "unlearn"
+  args = UNLEARN + ["--checkpoint", reference / "train", "--workdir", workdir]
+  killed = fmjax(args, crash=point)
+  assert killed.returncode == -9, killed.stderr
+  before = checkpoints.read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
+  rerun = fmjax(args)
+  assert rerun.returncode == 0, rerun.stderr
+  after = checkpoints.read_metrics(workdir)
+  committed = [r for r in before if r["phase"] != "relearn"]
+  assert after[:len(committed)] == committed
+  want = reference / "unlearn"
+  assert untimed(after) == untimed(checkpoints.read_metrics(want))
+  summary = json.loads((workdir / "summary.json").read_text())
+  expected = json.loads((want / "summary.json").read_text())
+  assert {k: v for k, v in summary.items() if k != "seconds"} == {
+      k: v for k, v in expected.items() if k != "seconds"}
+  # Parameters after the last epoch, from the checkpoints, bit for bit.
+  a = checkpoints.Checkpoints(workdir).manager.latest_step()
+  b = checkpoints.Checkpoints(want).manager.latest_step()
+  assert a == b == 2
+  ckpt_a = (workdir / "checkpoints" / "2" / "records" / "metadata")
+  ckpt_b = (want / "checkpoints" / "2" / "records" / "metadata")
+  checksum = json.loads(ckpt_a.read_text())["checksum"]
+  assert checksum == json.loads(ckpt_b.read_text())["checksum"]
+
+
+def test_an_experiment_killed_in_its_second_unit(tmp_path):
+  """experiments.run: a kill in the second unit; the rerun's results equal an
+  uninterrupted run's (every readout of results.csv but wall times)."""
+  def run(workdir, crash=None):
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    if crash:
+      env[ENV] = crash
+    return subprocess.run([sys.executable, "-m", "experiments.run", "ratio_sweep", "--small",
+                           "--workdir", str(workdir), "--quiet"], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=pathlib.Path(__file__).resolve().parents[1])
+
+  assert run(tmp_path / "full").returncode == 0
+  killed = run(tmp_path / "run", crash="unlearn.epoch.0#2")
+  assert killed.returncode == -9, killed.stderr
+  rerun = run(tmp_path / "run")
+  assert rerun.returncode == 0, rerun.stderr
+
+  def readouts(root):
+    import csv
+    rows = list(csv.DictReader((root / "results.csv").open()))
+    return [{k: v for k, v in row.items() if not k.startswith(("seconds", "examples_per_s"))}
+            for row in rows]
+  assert readouts(tmp_path / "run") == readouts(tmp_path / "full")
+
+
+# ---------------------------------------------------------------------------
+# Damaged files.
+
+def _copy(src, dst):
+  shutil.copytree(src, dst)
+  return dst
+
+
+def _data_files(step_dir: pathlib.Path):
+  return sorted(p for p in (step_dir / "state").rglob("*") if p.is_file()
+                and p.stat().st_size > 200 and "ocdbt" not in p.name.lower())
+
+
+@pytest.mark.parametrize("damage", ["overwrite 8 bytes", "truncate", "missing _METADATA",
+                                    "garbage records"])
+def test_damaged_last_checkpoint_is_moved_aside_and_recomputed(tmp_path, reference, digits,
+                                                                damage):
+  workdir = _copy(reference / "train", tmp_path / "train")
+  step = workdir / "checkpoints" / "3"
+  if damage == "overwrite 8 bytes":
+    target = max(_data_files(step), key=lambda p: p.stat().st_size)
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2:len(raw) // 2 + 8] = b"\xff" * 8
+    target.write_bytes(bytes(raw))
+  elif damage == "truncate":
+    target = max(_data_files(step), key=lambda p: p.stat().st_size)
+    target.write_bytes(target.read_bytes()[:100])
+  elif damage == "missing _METADATA":
+    for f in step.rglob("_METADATA"):
+      f.unlink()
+  else:
+    (step / "records" / "metadata").write_text("{garbage")
+  out = fmjax(TRAIN + ["--workdir", workdir])
+  assert out.returncode == 0, out.stderr
+  assert "checkpoint of epoch 3 cannot be read" in out.stderr
+  assert "checkpoints-unreadable/3-0" in out.stderr
+  assert (workdir / "checkpoints-unreadable" / "3-0").is_dir()      # kept, not deleted
+  assert untimed(checkpoints.read_metrics(workdir)) == untimed(
+      checkpoints.read_metrics(reference / "train"))
+  assert same_leaves(params_of(workdir, digits), params_of(reference / "train", digits))
+
+
+@pytest.mark.parametrize("name, content", [("config.json", ""), ("config.json", "{garb"),
+                                           ("metrics.jsonl", "{garb\n"),
+                                           ("summary.json", ""), ("summary.json", "[1, 2")])
+def test_damaged_json_files(tmp_path, reference, name, content):
+  workdir = _copy(reference / "unlearn", tmp_path / "unlearn")
+  (workdir / name).write_text(content)
+  out = fmjax(UNLEARN + ["--checkpoint", reference / "train", "--workdir", workdir])
+  if name == "config.json":   # the run's identity: refused, named, with the fix
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{workdir / 'config.json'} (this run's config) cannot be read" in out.stderr
+    assert "delete that file and run the same command again" in out.stderr
+  else:                       # copies of the checkpoint's records: rewritten
+    assert out.returncode == 0, out.stderr
+    assert untimed(checkpoints.read_metrics(workdir)) == untimed(
+        checkpoints.read_metrics(reference / "unlearn"))
+    json.loads((workdir / "summary.json").read_text())
