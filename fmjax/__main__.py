@@ -47,7 +47,8 @@ def _unlearn(args: argparse.Namespace) -> int:
     print(json.dumps(config.to_json(), indent=2, sort_keys=True))
     return 0
   result = unlearning.unlearn(config, args.workdir, data_dir=args.data_dir,
-                              progress=False if args.quiet else None)
+                              progress=False if args.quiet else None,
+                              allow_partial=args.allow_partial)
   if args.quiet:
     print(unlearning.summary_line(result.summary))
   return 0
@@ -118,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
                 "relearn_threshold": "the original model's forget loss"})
   fields += _fields.add_options(u, MethodSettings, defaults={
       "ratio": "0.02 on CIFAR, 0.04 otherwise"})
+  u.add_argument("--allow-partial", action="store_true",
+                 help="unlearn a training run that has not finished its epochs (its newest "
+                      "checkpoint); refused otherwise")
   u.add_argument("--quiet", action="store_true", help="one summary line instead of progress")
   u.set_defaults(func=_unlearn, config_fields=fields)
 

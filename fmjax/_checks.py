@@ -65,7 +65,8 @@ def check_ratio(ratio: float, *, name: str = "ratio") -> float:
   return value
 
 
-def check_batch(batch: Any, *, num_classes: int | None = None) -> tuple[Any, Any]:
+def check_batch(batch: Any, *, num_classes: int | None = None, allow_empty: bool = False
+                ) -> tuple[Any, Any]:
   """Checks a ``{'image', 'label'}`` batch; returns ``(images, labels)``.
 
   Args:
@@ -92,6 +93,14 @@ def check_batch(batch: Any, *, num_classes: int | None = None) -> tuple[Any, Any
     raise ValueError(
         f"batch['image'] must have a leading batch axis matching batch['label']: got image "
         f"shape {np.shape(images)} and label shape {np.shape(labels)}.")
+  if np.shape(labels)[0] == 0 and not allow_empty:
+    raise ValueError("the batch is empty (0 examples); pass at least one example.")
+  image_dtype = np.asarray(images).dtype if is_concrete(images) else images.dtype
+  if not jax.numpy.issubdtype(image_dtype, jax.numpy.floating):   # bfloat16 included
+    raise ValueError(
+        f"batch['image'] has dtype {image_dtype}; fisher_diag takes the model's float inputs. "
+        "Normalise uint8 images first with the dataset's statistics, e.g. "
+        "fmjax.data.normalize(images, ds.mean, ds.std), as training does.")
   if not np.issubdtype(np.asarray(labels).dtype if is_concrete(labels) else labels.dtype,
                        np.integer):
     raise ValueError(
@@ -119,3 +128,26 @@ def check_finite_tree(tree: Any, *, name: str, fix: str) -> None:
     raise ValueError(
         f"{name} has non-finite values (NaN or Inf) in {len(bad)} leaves, e.g. "
         f"{bad[:5]}. {fix}")
+
+
+def check_fields(obj: Any, rules: Mapping[str, str], *, fix: str = "") -> None:
+  """Checks fields of a settings dataclass against simple rules.
+
+  ``rules`` maps a field name to one of ``'>=1'`` (a positive count),
+  ``'>=0'``, ``'>0'``, ``'(0,1)'`` or ``'(0,1]'``; None values pass (they mean
+  "the default"). Raises a ValueError naming the field, the value and the
+  valid range.
+  """
+  tests = {">=1": (lambda v: v >= 1, "an integer >= 1"), ">=0": (lambda v: v >= 0, ">= 0"),
+           ">0": (lambda v: v > 0, "> 0"), "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
+           "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]")}
+  for name, rule in rules.items():
+    value = getattr(obj, name)
+    if value is None:
+      continue
+    ok, wanted = tests[rule]
+    if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
+        or not np.isfinite(value) or not ok(value)):
+      option = "--" + name.replace("_", "-")
+      tail = f" {fix}" if fix else ""
+      raise ValueError(f"{name} ({option}) must be {wanted}, got {value!r}.{tail}")

@@ -136,6 +136,13 @@ def fisher_mask_scores(fisher_forget, fisher_remain, *, weighting: str = "sum") 
   Returns:
     Pytree of scores shaped like the Fisher; larger means "mask first".
   """
+  for name, value in (("fisher_forget", fisher_forget), ("fisher_remain", fisher_remain)):
+    if not (hasattr(value, "total") and hasattr(value, "count")):
+      raise ValueError(
+          f"{name} must be a FisherEstimate (total, count), got {type(value).__name__}. Use "
+          "fisher_diag.sum(params, batch) or accumulate_fisher_diag(...), which keep the "
+          "example count the paper's sums and the 'mean' weighting need; for your own "
+          "pytrees, wrap them: FisherEstimate(total=tree, count=n).")
   if weighting not in WEIGHTINGS:
     raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}. 'sum' is the "
                      "paper's definition (each set's contribution to the Fisher).")
@@ -151,7 +158,12 @@ def fisher_mask_scores(fisher_forget, fisher_remain, *, weighting: str = "sum") 
 
 def fisher_mask(fisher_forget, fisher_remain, ratio: float, *, weighting: str = "sum",
                 maskable: Maskable = "all") -> Any:
-  """The FisherMask: top ``ratio`` of ``F_f - F_r`` (see :func:`fisher_mask_scores`)."""
+  """The FisherMask: top ``ratio`` of ``F_f - F_r`` (see :func:`fisher_mask_scores`).
+
+  Raises:
+    ValueError: an argument is not a :class:`fmjax.fisher.FisherEstimate`, the
+      two differ in structure, or ``ratio`` is outside (0, 1].
+  """
   scores = fisher_mask_scores(fisher_forget, fisher_remain, weighting=weighting)
   return top_fraction_mask(scores, ratio, maskable=maskable)
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fmjax import checkpoints, data, evaluation, schedules
+from fmjax import _checks, checkpoints, data, evaluation, schedules
 from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.models import get_model
@@ -133,6 +133,12 @@ class TrainConfig:
   train_limit: int | None = None  # first K training examples only (smoke runs)
   noise_fraction: float | None = None  # outlier deletion: shuffle labels of this fraction
   noise_seed: int = 0
+
+  def __post_init__(self):
+    _checks.check_fields(self, {"epochs": ">=1", "batch_size": ">=1", "lr": ">0",
+                                "decay_factor": ">0", "momentum": ">=0", "weight_decay": ">=0",
+                                "train_limit": ">=1", "noise_fraction": "(0,1)"},
+                         fix="train_limit None uses every example.")
 
 
   @property
@@ -299,6 +305,12 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
     sums = {k: float(v) / n for k, v in sums.items()}
     seconds = time.perf_counter() - start
     bar.close()
+    if not math.isfinite(sums["loss"]):
+      ckpt.close()
+      kept = f"epochs 1..{epoch - 1} stay committed in {workdir}" if epoch > 1 else (
+          "no epoch was committed")
+      raise ValueError(f"training diverged in epoch {epoch}: the loss is {sums['loss']} (lr "
+                       f"{config.lr}); {kept}. Train with a smaller --lr in a fresh --workdir.")
     logits = evaluation.predict_all(predict, state.params, state.model_state, ds.test_images)
     report = evaluation.accuracy_report(logits, ds.test_labels, ds.num_classes)
     record = {"epoch": epoch, "train_loss": sums["loss"], "train_accuracy": sums["accuracy"],
@@ -319,15 +331,35 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
 
 
 def read_config(workdir: str) -> TrainConfig:
-  """The :class:`TrainConfig` of the training run in ``workdir``."""
-  import json
+  """The :class:`TrainConfig` of the training run in ``workdir``.
+
+  Raises:
+    FileNotFoundError: no run there.
+    ValueError: the directory holds another kind of run (e.g. an unlearning
+      run, whose config names its training run), or a damaged config.
+  """
   import pathlib
 
   path = pathlib.Path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train the "
                             "original model first with `python -m fmjax train --workdir ...`.")
-  raw = json.loads(path.read_text())
+  raw = checkpoints.read_json(path, what="the training run's config", fix=(
+      "Train again in a fresh --workdir."))
+  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  if not isinstance(raw, dict) or not {"dataset", "model", "epochs"} <= set(raw):
+    hint = ""
+    if isinstance(raw, dict) and "checkpoint" in raw:
+      hint = (f" It is an unlearning run's directory; its training run is "
+              f"{raw['checkpoint']!r}.")
+    elif isinstance(raw, dict) and "originals" in raw:
+      hint = " It is an experiment's directory; its training runs are under originals/."
+    raise ValueError(f"{workdir} is not a training run's work directory.{hint} Pass the "
+                     "--workdir of a `python -m fmjax train` run.")
+  unknown = set(raw) - fields
+  if unknown:
+    raise ValueError(f"{path} has settings this version of fmjax does not know: "
+                     f"{sorted(unknown)}.")
   raw["decay_epochs"] = tuple(raw["decay_epochs"])
   return TrainConfig(**raw)
 
@@ -359,5 +391,6 @@ def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dat
   if restored[0] < config.epochs and not allow_partial:
     raise ValueError(f"the training run in {workdir} stopped after epoch {restored[0]} of "
                      f"{config.epochs}; run its training command again to finish it (it "
-                     "resumes), or allow a partly trained model explicitly.")
+                     f"resumes), or pass --allow-partial to unlearn the epoch-{restored[0]} "
+                     "model.")
   return config, model, TrainState(*restored[1]["state"]), ds

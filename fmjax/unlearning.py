@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import pathlib
 import sys
 import time
@@ -87,6 +88,18 @@ class UnlearnConfig:
   relearn_epochs: int = 10
   relearn_threshold: float | None = None
 
+  def __post_init__(self):
+    _checks.check_fields(self, {"epochs": ">=0", "compress_epochs": ">0", "batch_size": ">=1",
+                                "remain_limit": ">=1", "eval_limit": ">=1",
+                                "relearn_epochs": ">=0", "relearn_threshold": ">0"})
+    if not (self.lr == "compressed" or (isinstance(self.lr, int | float)
+                                         and not isinstance(self.lr, bool) and self.lr > 0)):
+      raise ValueError(f"lr (--lr) must be 'compressed' or a rate > 0, got {self.lr!r}.")
+    _checks.check_fields(self.settings, {
+        "ratio": "(0,1]", "score_batch_size": ">=1", "score_limit": ">=1", "ig_steps": ">=1",
+        "ig_limit": ">=1", "noise_alpha": ">0", "influence_damping": ">=0",
+        "influence_iters": ">=1", "influence_examples": ">=1", "fisher_chunk": ">=1"})
+
   def to_json(self) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
@@ -119,7 +132,9 @@ def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
   values = {k: v for k, v in overrides.items() if v is not None or k == "forget_classes"}
   if "forget_classes" in values and values["forget_classes"] is not None:
     values["forget_classes"] = tuple(int(c) for c in np.atleast_1d(values["forget_classes"]))
-  return UnlearnConfig(checkpoint=str(checkpoint), method=method, settings=settings, **values)
+  # runs/x/ and runs/x are one training run: the config must not tell them apart.
+  return UnlearnConfig(checkpoint=os.path.normpath(str(checkpoint)), method=method,
+                       settings=settings, **values)
 
 
 def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset,
@@ -233,12 +248,17 @@ class _Run:
         augment=self.train_cfg.augment, seed=self.config.seed)
 
 
-def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress
-           ) -> _Run:
+def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress,
+           allow_partial: bool = False) -> _Run:
   """Loads the trained model, builds and checks the task, claims the work directory."""
   method = get_method(config.method)
+  if pathlib.Path(workdir).resolve() == pathlib.Path(config.checkpoint).resolve():
+    raise ValueError(f"--workdir {workdir} is the training run's own directory; give the "
+                     "unlearning run a directory of its own (the trained model stays as it "
+                     "is).")
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
-                                                       dataset=dataset)
+                                                       dataset=dataset,
+                                                       allow_partial=allow_partial)
   task, remain_all = build_task(config, train_cfg, ds, progress)
   epochs = finetune_epochs(config, train_cfg)
   check_setting(config, task, epochs)
@@ -368,14 +388,18 @@ def _finished(run: _Run, restored) -> UnlearnResult | None:
 
 def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
             progress: bool | None = None, dataset: data.Dataset | None = None,
-            stop_after_epoch: int | None = None) -> UnlearnResult:
+            stop_after_epoch: int | None = None, allow_partial: bool = False
+            ) -> UnlearnResult:
   """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring.
+
+  A training run that has not finished its epochs is refused unless
+  ``allow_partial`` (then its newest checkpoint is used).
 
   The phases, each a function of this module: :func:`_setup`, then
   :func:`_edit_phase` (or :func:`_resume` after the last saved epoch),
   :func:`_finetune_phase`, :func:`_relearn_phase` and the summary.
   """
-  run = _setup(config, workdir, data_dir, dataset, progress)
+  run = _setup(config, workdir, data_dir, dataset, progress, allow_partial)
   like = {"state": run.finetuner(run.no_mask).init(run.trained.params,
                                                    run.trained.model_state),
           "mask": run.no_mask}

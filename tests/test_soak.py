@@ -75,8 +75,12 @@ def reference(tmp_path_factory):
   return root
 
 
-@pytest.mark.parametrize("point", ["train.step.1.0", "train.before_commit.2", "train.epoch.2",
-                                   "train.epoch.3"])
+SLOW = pytest.mark.slow   # the other boundaries: `make test-slow` runs them too
+
+
+@pytest.mark.parametrize("point", [pytest.param("train.step.1.0", marks=SLOW),
+                                   "train.before_commit.2",
+                                   pytest.param("train.epoch.2", marks=SLOW), "train.epoch.3"])
 def test_train_killed_at_each_boundary(tmp_path, reference, digits, point):
   workdir = tmp_path / "train"
   killed = fmjax(TRAIN + ["--workdir", workdir], crash=point)
@@ -90,9 +94,11 @@ def test_train_killed_at_each_boundary(tmp_path, reference, digits, point):
   assert same_leaves(params_of(workdir, digits), params_of(reference / "train", digits))
 
 
-@pytest.mark.parametrize("point", ["unlearn.before_commit.0", "unlearn.epoch.0",
-                                   "unlearn.before_commit.2", "unlearn.epoch.2",
-                                   "unlearn.relearn", "unlearn.summary"])
+@pytest.mark.parametrize("point", ["unlearn.before_commit.0",
+                                   pytest.param("unlearn.epoch.0", marks=SLOW),
+                                   pytest.param("unlearn.before_commit.2", marks=SLOW),
+                                   "unlearn.epoch.2", "unlearn.relearn",
+                                   pytest.param("unlearn.summary", marks=SLOW)])
 def test_unlearn_killed_at_each_boundary(tmp_path, reference, point):
   workdir = tmp_path / "unlearn"
   args = UNLEARN + ["--checkpoint", reference / "train", "--workdir", workdir]
@@ -158,8 +164,9 @@ def _data_files(step_dir: pathlib.Path):
                 and p.stat().st_size > 200 and "ocdbt" not in p.name.lower())
 
 
-@pytest.mark.parametrize("damage", ["overwrite 8 bytes", "truncate", "missing _METADATA",
-                                    "garbage records"])
+@pytest.mark.parametrize("damage", ["overwrite 8 bytes", pytest.param("truncate", marks=SLOW),
+                                    "missing _METADATA",
+                                    pytest.param("garbage records", marks=SLOW)])
 def test_damaged_last_checkpoint_is_moved_aside_and_recomputed(tmp_path, reference, digits,
                                                                 damage):
   workdir = _copy(reference / "train", tmp_path / "train")
@@ -187,9 +194,11 @@ def test_damaged_last_checkpoint_is_moved_aside_and_recomputed(tmp_path, referen
   assert same_leaves(params_of(workdir, digits), params_of(reference / "train", digits))
 
 
-@pytest.mark.parametrize("name, content", [("config.json", ""), ("config.json", "{garb"),
-                                           ("metrics.jsonl", "{garb\n"),
-                                           ("summary.json", ""), ("summary.json", "[1, 2")])
+@pytest.mark.parametrize("name, content", [pytest.param("config.json", "", marks=SLOW),
+                                           ("config.json", "{garb"),
+                                           pytest.param("metrics.jsonl", "{garb\n", marks=SLOW),
+                                           ("summary.json", ""),
+                                           pytest.param("summary.json", "[1, 2", marks=SLOW)])
 def test_damaged_json_files(tmp_path, reference, name, content):
   workdir = _copy(reference / "unlearn", tmp_path / "unlearn")
   (workdir / name).write_text(content)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax import _checks, _compiled
+from fmjax import _checks, _compiled, _progress
 from fmjax.fisher import _per_layer, _reference
 
 KINDS = ("empirical", "true")
@@ -188,6 +188,11 @@ class FisherDiagFn:
             f"({e.__class__.__name__}); per-example gradients need inference mode, where "
             "BatchNorm uses its running statistics: pass apply_kwargs={'train': False} "
             "(or your model's equivalent).") from e
+      except (flax.errors.FlaxError, TypeError) as e:
+        raise ValueError(
+            f"the model cannot take images of shape {tuple(images.shape[1:])} (per example) "
+            f"with these params: {str(e).splitlines()[0][:240]} Pass images of the shape the "
+            "model was initialised with, [B, H, W, C].") from e
       if len(out.shape) != 2:
         raise ValueError(f"the model must return logits [B, num_classes], got shape "
                          f"{out.shape} for an input of shape {images.shape}.")
@@ -301,7 +306,7 @@ def make_fisher_diag(model: nn.Module | Callable, state: Mapping | None = None, 
 
 
 def accumulate_fisher_diag(fisher_diag: FisherDiagFn, params: Any, batches: Iterable[Mapping],
-                           *, progress: bool = False) -> FisherEstimate:
+                           *, progress: bool | None = False) -> FisherEstimate:
   """Sums the Fisher over an iterable of batches (e.g. a whole dataset).
 
   Batches may differ in size: a batch smaller than the first one (a ragged last
@@ -313,15 +318,14 @@ def accumulate_fisher_diag(fisher_diag: FisherDiagFn, params: Any, batches: Iter
     fisher_diag: from :func:`make_fisher_diag`.
     params: the model parameters.
     batches: iterable of ``{'image', 'label'}`` mappings.
-    progress: show a progress bar.
+    progress: show a progress bar (None: only on a terminal).
   """
   total, count, size = None, 0, None
-  iterator = batches
-  if progress:
-    from tqdm.auto import tqdm
-    iterator = tqdm(batches, desc="fisher", unit="batch")
+  length = len(batches) if hasattr(batches, "__len__") else None
+  iterator = _progress.iterate(batches, length, "fisher" if progress is not False else None,
+                               progress)
   for batch in iterator:
-    images, labels = _checks.check_batch(batch)
+    images, labels = _checks.check_batch(batch, allow_empty=True)
     b = int(labels.shape[0])
     if b == 0:
       continue
