@@ -212,3 +212,23 @@ def test_damaged_json_files(tmp_path, reference, name, content):
     assert untimed(checkpoints.read_metrics(workdir)) == untimed(
         checkpoints.read_metrics(reference / "unlearn"))
     json.loads((workdir / "summary.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [2.5, 5.0, 7.5, 10.0])
+def test_unlearn_killed_at_a_random_time(tmp_path, reference, delay):
+  """A SIGKILL from outside after ``delay`` seconds, wherever the run is."""
+  import signal
+  import time
+  workdir = tmp_path / "unlearn"
+  args = UNLEARN + ["--checkpoint", reference / "train", "--workdir", workdir]
+  env = {k: v for k, v in os.environ.items() if k != ENV}
+  proc = subprocess.Popen([sys.executable, "-m", "fmjax", *map(str, args)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  time.sleep(delay)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  rerun = fmjax(args)
+  assert rerun.returncode == 0, rerun.stderr
+  assert untimed(checkpoints.read_metrics(workdir)) == untimed(
+      checkpoints.read_metrics(reference / "unlearn"))
