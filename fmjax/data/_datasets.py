@@ -318,7 +318,9 @@ def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, 
         f"paths above (or in a folder given with --archives), then run the same command "
         f"again.\n  Or skip tensorflow-datasets: put {info.local_hint} in {root}.")
 
-  if missing and not builder.is_prepared():
+  with _quiet_absl():
+    prepared = builder.is_prepared()
+  if missing and not prepared:
     # tensorflow-datasets retries a failed connection for minutes; one quick probe
     # tells "no network" at once, before anything is written.
     reason = _unreachable(next(iter(missing)))
