@@ -309,7 +309,7 @@ def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, 
   files = _archives(builder)
   missing = {url: fname for url, fname in files.items() if not (manual / fname).exists()}
 
-  def failed(reason: str, cause: BaseException) -> PrepareError:
+  def failed(reason: str) -> PrepareError:
     listing = "\n".join(f"    {url}  ->  {manual / fname}" for url, fname in files.items())
     return PrepareError(
         f"could not prepare {name}: {reason}\n"
@@ -325,7 +325,7 @@ def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, 
     # tells "no network" at once, before anything is written.
     reason = _unreachable(next(iter(missing)))
     if reason:
-      raise failed(reason, None)
+      raise failed(reason)
   config = tfds.download.DownloadConfig(manual_dir=str(manual))
   try:
     builder.download_and_prepare(download_config=config)
@@ -334,7 +334,7 @@ def prepare_tfds(name: str, data_dir_override: str | os.PathLike | None = None, 
     reason = _download_failure(e)
     if reason is None:
       raise
-    raise failed(reason, e) from e
+    raise failed(reason) from e
   return target
 
 
