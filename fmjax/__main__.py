@@ -40,7 +40,12 @@ def _train(args: argparse.Namespace) -> int:
 def _unlearn(args: argparse.Namespace) -> int:
   from fmjax import unlearning
 
-  classes = None if args.outliers else tuple(args.forget_class or (0,))
+  if getattr(args, "forget_random", None) is not None and (args.outliers or args.forget_class):
+    print("error: --forget-random names the forget set itself; drop --forget-class/--outliers.",
+          file=sys.stderr)
+    return 2
+  random = getattr(args, "forget_random", None) is not None
+  classes = None if args.outliers or random else tuple(args.forget_class or (0,))
   config = unlearning.make_config(args.checkpoint, args.method, forget_classes=classes,
                                   **_given(args, args.config_fields))
   if args.print_config:
@@ -98,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
   t.set_defaults(func=_train, config_fields=fields)
 
   u = sub.add_parser("unlearn", parents=[common],
-                     help="unlearn a class or the outliers (resumable)", description=(
+                     help="unlearn a class, a random subset or the outliers (resumable)", description=(
       "Apply an unlearning method to a trained model (its training --workdir), fine-tune on "
       "the remain data with the compressed schedule, and record forget/remain accuracy, "
       "membership inference and relearn time after the edit and after every epoch. Run the "

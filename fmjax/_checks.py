@@ -134,13 +134,14 @@ def check_fields(obj: Any, rules: Mapping[str, str], *, fix: str = "") -> None:
   """Checks fields of a settings dataclass against simple rules.
 
   ``rules`` maps a field name to one of ``'>=1'`` (a positive count),
-  ``'>=0'``, ``'>0'``, ``'(0,1)'`` or ``'(0,1]'``; None values pass (they mean
+  ``'>=0'``, ``'>0'``, ``'(0,1)'``, ``'(0,1]'`` or ``'[0,1]'``; None values pass (they mean
   "the default"). Raises a ValueError naming the field, the value and the
   valid range.
   """
   tests = {">=1": (lambda v: v >= 1, "an integer >= 1"), ">=0": (lambda v: v >= 0, ">= 0"),
            ">0": (lambda v: v > 0, "> 0"), "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
-           "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]")}
+           "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]"),
+           "[0,1]": (lambda v: 0 <= v <= 1, "in [0, 1]")}
   for name, rule in rules.items():
     value = getattr(obj, name)
     if value is None:

@@ -9,9 +9,10 @@ learning-rate ablation (Section 4.5), and the uncompressed schedule serves
 Retrain.
 
 Masked weights start at zero; by default fine-tuning may move them again (the
-paper's procedure). With ``freeze=mask`` they stay exactly zero: the
-gradient is zeroed before weight decay and momentum see it, and the final
-update is zeroed too, so neither momentum nor weight decay can move them.
+paper's procedure). With ``freeze=mask`` they stay exactly where they are:
+their decayed gradient is zeroed before momentum sees it and their final
+update is zeroed too, so neither momentum nor weight decay can move them
+and their momentum stays zero.
 
 The optimiser is the original one (SGD, momentum, coupled weight decay) with
 the learning rate applied as a number per step, so a single compiled step
@@ -39,11 +40,12 @@ def finetune_optimizer(lr: Any = 1.0, freeze: Any = None, *, momentum: float,
   momentum, then ``-lr``) with ``lr`` a plain or traced number, so one compiled
   step serves every schedule (and every run of a process with the same model).
 
-  ``freeze`` (a mask, or None) zeroes the gradient of its entries before weight
-  decay and momentum see it and their update after. The state's structure does
-  not depend on ``lr`` or ``freeze``: every stage but momentum is stateless.
+  ``freeze`` (a mask, or None) zeroes the gradient plus weight decay of its
+  entries before momentum sees it (so their momentum stays zero), and their
+  update after. The state's structure does not depend on ``lr`` or ``freeze``:
+  every stage but momentum is stateless.
   """
-  return optax.chain(_zero_where(freeze), optax.add_decayed_weights(weight_decay),
+  return optax.chain(optax.add_decayed_weights(weight_decay), _zero_where(freeze),
                      optax.trace(decay=momentum), optax.scale(-lr), _zero_where(freeze))
 
 
@@ -147,6 +149,15 @@ class Finetuner:
     """A fresh optimiser state for ``params``."""
     return training.TrainState(params, model_state, self.optimizer.init(params))
 
+  def steps(self, epoch: int) -> int:
+    """Optimiser steps of ``epoch`` (the same in every epoch)."""
+    del epoch
+    return self.steps_per_epoch
+
+  def last_lr(self, epoch: int) -> float:
+    """The learning rate of the last step of ``epoch``."""
+    return float(self.lr(epoch * self.steps_per_epoch - 1))
+
   def epoch(self, state: training.TrainState, epoch: int,
             on_step: Callable[[], None] | None = None) -> tuple[training.TrainState, dict]:
     """One pass over the indices in a (seed, epoch)-determined order.
@@ -172,5 +183,156 @@ class Finetuner:
       if on_step is not None:
         on_step()
     out = {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
+    out["step_losses"] = [float(x) for x in jax.device_get(step_losses)]
+    return state, out
+
+
+def _compiled_procedure_step(model: nn.Module, objective: Any, paired: bool, momentum: float,
+                             weight_decay: float, augment: bool):
+  """One jitted step of a procedure's stage per (model, objective, optimiser settings)."""
+
+  def step(state, teacher, images, labels, idx, forget_idx, key, lr, coef, freeze, mean, std):
+    k1, k2 = jax.random.split(key)
+    batch = training.gather_batch(images, labels, idx, k1, mean, std, augment=augment)
+    forget_batch = (training.gather_batch(images, labels, forget_idx, k2, mean, std,
+                                          augment=augment) if paired else None)
+    optimizer = finetune_optimizer(lr, freeze, momentum=momentum, weight_decay=weight_decay)
+
+    def loss_fn(params):
+      return objective(model, params, state.model_state, batch, forget_batch, teacher, coef)
+
+    (loss, (model_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, deltas)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    return training.TrainState(params, model_state, opt_state), {"loss": loss,
+                                                                  "accuracy": accuracy}
+
+  return _compiled.compiled(
+      ("procedure_step", model, objective, paired, momentum, weight_decay, augment),
+      lambda: jax.jit(step))
+
+
+def random_wrong_labels(labels: np.ndarray, num_classes: int, seed: Any) -> np.ndarray:
+  """A uniformly random label different from each of ``labels`` ([n] -> [n]):
+  ``(y + u) mod K`` with ``u`` uniform on 1..K-1."""
+  shift = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))
+  return ((np.asarray(labels) + shift) % num_classes).astype(np.asarray(labels).dtype)
+
+
+class ProcedureRunner:
+  """Runs a method's own :class:`fmjax.procedures.Procedure`, epoch by epoch.
+
+  The counterpart of :class:`Finetuner` for methods that bring their own
+  training, with the same interface (``init``, ``epoch``, ``steps``) so the
+  one routine of :mod:`fmjax.unlearning` drives both. Data orders, random
+  labels and augmentation keys derive from (seed, epoch, stage), so a resumed
+  run repeats exactly the epochs an uninterrupted run would.
+
+  Args:
+    model: the classifier.
+    procedure: the stages, learning rate and whether a teacher is needed.
+    images, labels: the training set on the device (uint8 images, labels).
+    remain, forget: the examples of the 'remain' and 'forget' streams.
+    num_classes: for random labels.
+    mean, std: normalisation statistics.
+    momentum, weight_decay: the training's optimiser settings.
+    augment: random crop and flip.
+    seed: the run's seed.
+    freeze: True where parameters must not move, or None.
+    teacher: the original model's ``(params, model_state)`` when the
+      procedure needs one.
+  """
+
+  def __init__(self, model: nn.Module, procedure: Any, images: Any, labels: Any, *,
+               remain: np.ndarray | None, forget: np.ndarray, num_classes: int, mean: Any,
+               std: Any, momentum: float, weight_decay: float, augment: bool, seed: int,
+               freeze: Any = None, teacher: Any = None):
+    needs_remain = any(s.stream in ("remain", "paired") for s in procedure.stages)
+    if needs_remain and (remain is None or len(remain) == 0):
+      raise ValueError("this method trains on remain data and the run has none (no_remain).")
+    if procedure.teacher and teacher is None:
+      raise ValueError("this procedure needs the original model as its teacher.")
+    self.model, self.procedure = model, procedure
+    self.images, self.labels = images, labels
+    self.host_labels = np.asarray(jax.device_get(labels))
+    self.remain = None if remain is None else np.asarray(remain)
+    self.forget = np.asarray(forget)
+    self.num_classes = num_classes
+    self.mean = jnp.asarray(mean, jnp.float32)
+    self.std = jnp.asarray(std, jnp.float32)
+    self.momentum, self.weight_decay, self.augment = float(momentum), float(weight_decay), bool(
+        augment)
+    self.seed, self.freeze, self.teacher = seed, freeze, teacher
+    self.key = jax.random.key(seed)
+    self.optimizer = finetune_optimizer(momentum=self.momentum, weight_decay=self.weight_decay)
+
+  def last_lr(self, epoch: int) -> float:
+    """The learning rate of the last step of ``epoch`` (constant)."""
+    del epoch
+    return float(self.procedure.lr)
+
+  def _indices(self, stage) -> np.ndarray:
+    return self.forget if stage.stream == "forget" else self.remain
+
+  def _steps(self, stage) -> int:
+    return steps_per_epoch(len(self._indices(stage)), stage.batch_size)
+
+  def steps(self, epoch: int) -> int:
+    """Optimiser steps of ``epoch``."""
+    return sum(self._steps(s) for s in self.procedure.stages if s.runs_in(epoch))
+
+  def init(self, params: Any, model_state: Any) -> training.TrainState:
+    """A fresh optimiser state for ``params``."""
+    return training.TrainState(params, model_state, self.optimizer.init(params))
+
+  def _labels(self, epoch: int, stage_index: int):
+    """The device labels with the forget examples relabelled at random (this epoch's draw)."""
+    wrong = random_wrong_labels(self.host_labels[self.forget], self.num_classes,
+                                [self.seed, epoch, stage_index, 1])
+    return self.labels.at[jnp.asarray(self.forget)].set(jnp.asarray(wrong, self.labels.dtype))
+
+  def epoch(self, state: training.TrainState, epoch: int,
+            on_step: Callable[[], None] | None = None) -> tuple[training.TrainState, dict]:
+    """The stages that run in ``epoch``, in order.
+
+    Returns the new state and ``{'loss', 'accuracy'}`` (means over the epoch's
+    steps) with ``'step_losses'``.
+    """
+    sums = {"loss": 0.0, "accuracy": 0.0}
+    step_losses = []
+    t = 0
+    for s_i, stage in enumerate(self.procedure.stages):
+      if not stage.runs_in(epoch):
+        continue
+      step = _compiled_procedure_step(self.model, stage.objective, stage.stream == "paired",
+                                      self.momentum, self.weight_decay, self.augment)
+      rng = np.random.default_rng([self.seed, epoch, s_i])
+      pool = self._indices(stage)
+      order = pool[rng.permutation(len(pool))]
+      batch = int(min(stage.batch_size, len(order)))
+      labels = self._labels(epoch, s_i) if stage.random_labels else self.labels
+      if stage.stream == "paired":
+        f_order = self.forget[rng.permutation(len(self.forget))]
+        f_batch = int(min(stage.forget_batch_size, len(f_order)))
+      coef = np.float32(stage.coef_at(epoch))
+      lr = np.float32(self.procedure.lr)
+      for i in range(self._steps(stage)):
+        idx = order[i * batch:(i + 1) * batch]
+        if len(idx) < batch:   # keep one compiled shape: wrap around
+          idx = np.concatenate([idx, order[:batch - len(idx)]])
+        f_idx = None
+        if stage.stream == "paired":   # the forget stream cycles
+          f_idx = np.take(f_order, np.arange(i * f_batch, (i + 1) * f_batch), mode="wrap")
+        key = jax.random.fold_in(jax.random.fold_in(self.key, epoch), t)
+        state, m = step(state, self.teacher, self.images, labels, idx, f_idx, key, lr, coef,
+                        self.freeze, self.mean, self.std)
+        sums = {k: sums[k] + m[k] for k in sums}
+        step_losses.append(m["loss"])
+        t += 1
+        if on_step is not None:
+          on_step()
+    out = {k: float(v) / max(t, 1) for k, v in sums.items()}
     out["step_losses"] = [float(x) for x in jax.device_get(step_losses)]
     return state, out

@@ -69,6 +69,42 @@ def membership_inference(member_features: np.ndarray, nonmember_features: np.nda
           "member_rate": float(attack.predict(target_features).mean())}
 
 
+def svc_mia_efficacy(member_confidence: np.ndarray, nonmember_confidence: np.ndarray,
+                     target_confidence: np.ndarray, *, seed: int = 0) -> float:
+  """MIA-efficacy as SalUn's and l1-sparse's code computes it.
+
+  An RBF support-vector classifier (scikit-learn ``SVC(C=3, gamma='auto',
+  kernel='rbf')``, the code's settings) is fitted on ONE feature, the
+  confidence ``p_y`` of the true label, of members (remain-train examples,
+  label 1) against non-members (test examples, label 0), balanced: as many
+  members as non-members, a seeded random subset of the larger side (the
+  code takes the first ``len(test)`` remain examples). The efficacy is the
+  fraction of the target (the forget set) predicted as NON-members: higher
+  means the forget set looks less like training data; compare with Retrain's.
+
+  How it differs from :func:`membership_inference` (the logistic attack fmjax
+  also reports): one feature instead of three (confidence, entropy, loss); a
+  non-linear decision rule (an RBF kernel can carve out a band of
+  confidences); no held-out split, so no attack accuracy; and it reports the
+  non-member rate (efficacy = 1 - member rate).
+
+  Shapes: [M], [N], [T] confidences in [0, 1] -> a fraction.
+  """
+  from sklearn.svm import SVC
+
+  rng = np.random.default_rng(seed)
+  n = min(len(member_confidence), len(nonmember_confidence))
+  if n < 10:
+    raise ValueError(f"membership inference needs at least 10 members and non-members, got "
+                     f"{len(member_confidence)} and {len(nonmember_confidence)}.")
+  m = np.asarray(member_confidence)[rng.permutation(len(member_confidence))[:n]]
+  o = np.asarray(nonmember_confidence)[rng.permutation(len(nonmember_confidence))[:n]]
+  x = np.concatenate([m, o]).reshape(-1, 1)
+  y = np.concatenate([np.ones(n), np.zeros(n)])
+  attack = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
+  return float(1.0 - attack.predict(np.asarray(target_confidence).reshape(-1, 1)).mean())
+
+
 def volatility(curve: Sequence[float], *, kind: str) -> dict:
   """Volatility of an accuracy curve over epochs (Section 4.1).
 
@@ -98,6 +134,11 @@ def volatility(curve: Sequence[float], *, kind: str) -> dict:
           "adverse": float(adverse)}
 
 
+def _confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """p_y, the probability of the label (SalUn's MIA feature). [N, K], [N] -> [N]."""
+  return mia_features(logits, labels)[:, 0]
+
+
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
   return float((logits.argmax(-1) == labels).mean()) if len(labels) else None
 
@@ -121,7 +162,9 @@ class Evaluator:
     model was trained on) and ``forget_train_loss``;
   * for outliers, ``noise_accuracy``: forget examples with their true labels;
   * ``mia_member_rate`` and ``mia_attack_accuracy`` (see
-    :func:`membership_inference`), when ``mia`` is on.
+    :func:`membership_inference`) and ``mia_efficacy`` (SalUn's SVC attack,
+    :func:`svc_mia_efficacy`), when ``mia`` is on. Non-members are the test
+    examples (for class removal, those of the kept classes).
 
   Args:
     model: the classifier.
@@ -176,7 +219,29 @@ class Evaluator:
                                  mia_features(forget, forget_y), seed=self.seed)
       out["mia_member_rate"] = res["member_rate"]
       out["mia_attack_accuracy"] = res["attack_accuracy"]
+      out["mia_efficacy"] = svc_mia_efficacy(
+          _confidence(remain, remain_y), _confidence(test[nonmember], t.test_labels[nonmember]),
+          _confidence(forget, forget_y), seed=self.seed)
     return out
+
+
+PROTOCOL = ("UA", "RA", "TA", "MIA", "RTE")
+
+
+def protocol_readouts(record: dict, *, setting: str, rte: float) -> dict:
+  """The unlearning protocol's five numbers (SalUn; l1-sparse) from a readout record.
+
+  * UA, unlearning accuracy: ``1 - accuracy on D_f`` (its training labels);
+  * RA, remaining accuracy: accuracy on D_r (the evaluated subset);
+  * TA, testing accuracy: test accuracy (for class removal, on the kept
+    classes' test examples);
+  * MIA: MIA-efficacy (:func:`svc_mia_efficacy`), None when MIA is off;
+  * RTE: ``rte``, the run-time of the unlearning itself in seconds.
+  """
+  f = record.get("forget_train_accuracy")
+  ta = record.get("remain_test_accuracy") if setting == "class" else record.get("test_accuracy")
+  return {"UA": None if f is None else 1.0 - f, "RA": record.get("remain_train_accuracy"),
+          "TA": ta, "MIA": record.get("mia_efficacy"), "RTE": rte}
 
 
 def forget_loss(evaluator: Evaluator, params: Any, model_state: Any) -> float:

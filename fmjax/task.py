@@ -73,8 +73,11 @@ class UnlearnTask:
 
   @property
   def setting(self) -> str:
-    """'class' (full-class removal) or 'outliers' (a set of points)."""
-    return "class" if self.forget_classes is not None else "outliers"
+    """'class' (full-class removal), 'outliers' (mislabelled points) or
+    'random' (a random subset across classes)."""
+    if self.forget_classes is not None:
+      return "class"
+    return "outliers" if self.true_labels is not None else "random"
 
   def batches(self, indices: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None,
               desc: str | None = None) -> Iterator[dict]:
@@ -114,12 +117,15 @@ class Edit(NamedTuple):
     mask: the boolean mask applied (True = zeroed), or None.
     info: method-specific facts worth recording (JSON-serialisable).
     seconds: wall time of the method's phases, e.g. ``{'score': .., 'mask': ..}``.
+    freeze: entries the method's own training must not move (True = frozen;
+      SalUn's non-salient weights), or None.
   """
   params: Any
   model_state: Any
   mask: Any
   info: dict
   seconds: dict
+  freeze: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +153,22 @@ class MethodSettings:
     influence_hessian: 'all' (D, the paper's formula) or 'remain' (D_r: then
       the update is one exact Newton step on the remain objective).
     fisher_chunk: examples per compiled Fisher block.
+    ssd_alpha: SSD's selection threshold alpha (Eq. 3).
+    ssd_lambda: SSD's dampening constant lambda (Eq. 4).
+    ssd_importance: 'batch' (SSD's code: squared mini-batch mean gradients)
+      or 'fisher' (exact per-example diagonal Fisher; see
+      :mod:`fmjax.methods.ssd` for its rule).
+    ssd_batch_size: mini-batch of SSD's batch importance.
+    salun_fraction: fraction of the weights SalUn trains (the most salient).
+    scrub_temperature: SCRUB's distillation temperature T.
+    scrub_kl_weight: SCRUB's alpha: weight of the KL in the min-step.
+    scrub_ce_weight: SCRUB's gamma: weight of the cross-entropy in the min-step.
+    scrub_max_epochs: SCRUB's max-steps run in the first this many epochs.
+    scrub_forget_batch_size: SCRUB's forget-set batch of the max-steps.
+    l1_gamma: l1-sparse's initial penalty weight gamma (decays linearly).
+    neggrad_beta: NegGrad+'s beta in ``beta * L_r - (1 - beta) * L_f``.
+    neggrad_forget_batch_size: NegGrad+'s forget batch (the remain batch is
+      the fine-tuning batch).
   """
   ratio: float = 0.02
   maskable: Literal["all", "kernels"] = "all"
@@ -161,3 +183,16 @@ class MethodSettings:
   influence_examples: int = 2048
   influence_hessian: Literal["all", "remain"] = "all"
   fisher_chunk: int = 128
+  ssd_alpha: float = 10.0
+  ssd_lambda: float = 1.0
+  ssd_importance: Literal["batch", "fisher"] = "batch"
+  ssd_batch_size: int = 128
+  salun_fraction: float = 0.5
+  scrub_temperature: float = 4.0
+  scrub_kl_weight: float = 0.001
+  scrub_ce_weight: float = 0.99
+  scrub_max_epochs: int = 2
+  scrub_forget_batch_size: int = 512
+  l1_gamma: float = 5e-4
+  neggrad_beta: float = 0.99
+  neggrad_forget_batch_size: int = 128

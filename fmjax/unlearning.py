@@ -1,9 +1,11 @@
 """One unlearning run: a trained checkpoint, a method, a forget set -> records.
 
 :func:`unlearn` loads the original model from its training work directory,
-builds the :class:`fmjax.methods.UnlearnTask` (a full class, or the outliers
-the model was trained with), runs the method's edit, then the shared
-fine-tuning routine, and evaluates with the shared readouts:
+builds the :class:`fmjax.methods.UnlearnTask` (a full class, a random subset
+across classes, or the outliers the model was trained with), runs the
+method's edit, then the shared fine-tuning routine (or the method's own
+training procedure, :mod:`fmjax.procedures`, in the same epoch loop), and
+evaluates with the shared readouts:
 
 * on the original model (``phase: original``),
 * right after the edit (``phase: edit``, epoch 0: the "mask only" numbers),
@@ -53,12 +55,19 @@ class UnlearnConfig:
     checkpoint: the training run's work directory (the original model).
     method: a name in :data:`fmjax.methods.METHODS`.
     forget_classes: the classes to remove; None = the outliers the training
-      run was given (``noise_fraction``), the outlier-deletion setting.
+      run was given (``noise_fraction``), the outlier-deletion setting, or
+      the random subset of ``forget_random``.
+    forget_random: forget this fraction of the training set, drawn uniformly
+      across classes with the run's seed (the protocol's random-subset
+      forgetting; 0.1 in its tables). Needs ``forget_classes=None``.
     settings: the methods' hyper-parameters (mask ratio etc.).
     epochs: fine-tuning epochs T; None = the method's default (30; 0 for
-      fisher_noise and influence; the original epochs for retrain).
+      fisher_noise, influence and ssd; the original epochs for retrain; the
+      published epochs of a method with its own procedure).
     compress_epochs: S, the epochs the original schedule is replayed in.
-    lr: 'compressed' (the paper), or a constant rate (the ablation).
+    lr: 'compressed' (the paper; for a method with its own procedure, its
+      published constant rate), or a constant rate (the ablation; the
+      procedure's rate).
     batch_size: fine-tuning batch; None = the training batch size.
     freeze_mask: keep masked weights at zero during fine-tuning.
     remain_limit: K: methods see only K random remain examples, for scoring
@@ -74,6 +83,7 @@ class UnlearnConfig:
   checkpoint: str
   method: str
   forget_classes: tuple[int, ...] | None = (0,)
+  forget_random: float | None = None
   settings: MethodSettings = MethodSettings()
   epochs: int | None = None
   compress_epochs: float = 5.0
@@ -92,13 +102,25 @@ class UnlearnConfig:
     _checks.check_fields(self, {"epochs": ">=0", "compress_epochs": ">0", "batch_size": ">=1",
                                 "remain_limit": ">=1", "eval_limit": ">=1",
                                 "relearn_epochs": ">=0", "relearn_threshold": ">0"})
+    if self.forget_random is not None:
+      if not (isinstance(self.forget_random, int | float) and 0 < self.forget_random < 1):
+        raise ValueError(f"forget_random (--forget-random) must be a fraction in (0, 1), got "
+                         f"{self.forget_random!r} (the protocol uses 0.1).")
+      if self.forget_classes is not None:
+        raise ValueError(f"forget_random={self.forget_random} and forget_classes="
+                         f"{list(self.forget_classes)} both name a forget set; give one (with "
+                         "forget_random, set forget_classes=None).")
     if not (self.lr == "compressed" or (isinstance(self.lr, int | float)
                                          and not isinstance(self.lr, bool) and self.lr > 0)):
       raise ValueError(f"lr (--lr) must be 'compressed' or a rate > 0, got {self.lr!r}.")
     _checks.check_fields(self.settings, {
         "ratio": "(0,1]", "score_batch_size": ">=1", "score_limit": ">=1", "ig_steps": ">=1",
         "ig_limit": ">=1", "noise_alpha": ">0", "influence_damping": ">=0",
-        "influence_iters": ">=1", "influence_examples": ">=1", "fisher_chunk": ">=1"})
+        "influence_iters": ">=1", "influence_examples": ">=1", "fisher_chunk": ">=1",
+        "ssd_alpha": ">0", "ssd_lambda": ">0", "ssd_batch_size": ">=1",
+        "salun_fraction": "(0,1]", "scrub_temperature": ">0", "scrub_kl_weight": ">=0",
+        "scrub_ce_weight": ">=0", "scrub_max_epochs": ">=0", "scrub_forget_batch_size": ">=1",
+        "l1_gamma": ">=0", "neggrad_beta": "[0,1]", "neggrad_forget_batch_size": ">=1"})
 
   def to_json(self) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(self), default=list))
@@ -130,6 +152,8 @@ def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
   if unknown:
     raise ValueError(f"unknown unlearning settings {sorted(unknown)}.")
   values = {k: v for k, v in overrides.items() if v is not None or k == "forget_classes"}
+  if values.get("forget_random") is not None and "forget_classes" not in values:
+    values["forget_classes"] = None   # the random subset replaces the default class 0
   if "forget_classes" in values and values["forget_classes"] is not None:
     values["forget_classes"] = tuple(int(c) for c in np.atleast_1d(values["forget_classes"]))
   # runs/x/ and runs/x are one training run: the config must not tell them apart.
@@ -141,10 +165,19 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
                progress: bool | None = None) -> tuple[UnlearnTask, np.ndarray]:
   """The task the method sees and the indices of the WHOLE remain set."""
   images, labels, outliers = training.training_set(train_cfg, ds)
-  if config.forget_classes is None:
+  if config.forget_random is not None:
+    if outliers is not None:
+      raise ValueError("this model was trained with outliers (noise_fraction="
+                       f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
+                       "forget_random.")
+    split = data.random_split(len(labels), config.forget_random, config.seed)
+    forget, remain_all = split.forget, split.remain
+    classes, true_labels = None, None
+  elif config.forget_classes is None:
     if outliers is None:
-      raise ValueError("no forget set: pass forget classes (e.g. --forget-class 0), or train "
-                       "the original model with --noise-fraction for outlier deletion.")
+      raise ValueError("no forget set: pass forget classes (e.g. --forget-class 0) or a "
+                       "random fraction (--forget-random 0.1), or train the original model "
+                       "with --noise-fraction for outlier deletion.")
     forget, remain_all = outliers.forget, outliers.remain
     classes, true_labels = None, outliers.true_labels
   else:
@@ -183,8 +216,9 @@ def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int) -> None
   """Refuses a method that cannot serve the requested setting, saying why."""
   method = get_method(config.method)
   if method.classes_only and task.setting != "class":
+    what = "outliers" if task.setting == "outliers" else "a random subset"
     raise ValueError(f"{method.name} removes whole classes only (it compares classes); it "
-                     "cannot delete outliers. Methods for outliers: "
+                     f"cannot forget {what}. Methods that can: "
                      f"{', '.join(m for m, s in METHODS.items() if not s.classes_only)}.")
   if task.remain is None:
     if method.remain == REMAIN_REQUIRED:
@@ -233,19 +267,40 @@ class _Run:
   no_mask: Any
   ckpt: checkpoints.Checkpoints
   progress: bool | None
+  procedure: Any = None
 
   def say(self, message: str) -> None:
     if self.progress is not False:
       print(f"[{self.config.method}] {message}", file=sys.stderr, flush=True)
 
-  def finetuner(self, mask: Any) -> finetuning.Finetuner:
-    """The fine-tuning routine, freezing ``mask`` when the config asks for it."""
+  def finetuner(self, mask: Any, freeze: Any = None):
+    """The epoch loop's trainer: the shared fine-tuning (freezing ``mask`` when
+    the config asks for it), or the method's own procedure (freezing ``freeze``,
+    the entries its edit froze)."""
+    if self.procedure is not None:
+      teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
+                 else None)
+      return finetuning.ProcedureRunner(
+          self.model, self.procedure, self.images_dev, self.labels_dev,
+          remain=self.task.remain, forget=self.task.forget, num_classes=self.task.num_classes,
+          mean=self.ds.mean, std=self.ds.std, momentum=self.train_cfg.momentum,
+          weight_decay=self.train_cfg.weight_decay, augment=self.train_cfg.augment,
+          seed=self.config.seed, freeze=freeze, teacher=teacher)
     return finetuning.Finetuner(
         self.model, self.images_dev, self.labels_dev, self.ft_indices, mean=self.ds.mean,
         std=self.ds.std, lr=self.lr, momentum=self.train_cfg.momentum,
         weight_decay=self.train_cfg.weight_decay,
         freeze=mask if self.config.freeze_mask else None, batch_size=self.batch_size,
         augment=self.train_cfg.augment, seed=self.config.seed)
+
+  def like(self) -> dict:
+    """The structure of this run's checkpoints (state, mask; a procedure's freeze)."""
+    tree = {"state": self.finetuner(self.no_mask).init(self.trained.params,
+                                                       self.trained.model_state),
+            "mask": self.no_mask}
+    if self.procedure is not None:
+      tree["freeze"] = self.no_mask
+    return tree
 
 
 def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress,
@@ -271,13 +326,18 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
   mode = "original" if method.schedule == "original" else config.lr
   lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
                                     compress_epochs=config.compress_epochs)
+  procedure = None
+  if method.procedure is not None:
+    rate = method.lr if config.lr == "compressed" else float(config.lr)
+    from fmjax.procedures import Budget
+    procedure = method.procedure(task, config.settings, Budget(epochs, rate, batch_size))
   no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
   return _Run(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
               lr, batch_size, jnp.asarray(task.images), jnp.asarray(task.labels), ft_indices,
-              no_mask, checkpoints.Checkpoints(workdir), progress)
+              no_mask, checkpoints.Checkpoints(workdir), progress, procedure)
 
 
-def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, list[dict]]:
+def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
   """Readouts of the original model, the method's edit, readouts after it; saved as epoch 0."""
   config = run.config
   start = time.perf_counter()
@@ -289,39 +349,58 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, list[dict]]:
   edit = run.method.fn(run.model, run.trained.params, run.trained.model_state, run.task,
                        config.settings, key)
   mask = edit.mask if edit.mask is not None else run.no_mask
-  state = run.finetuner(mask).init(edit.params, edit.model_state)
+  freeze = edit.freeze
+  state = run.finetuner(mask, freeze).init(edit.params, edit.model_state)
   _finite_state(state)
   start = time.perf_counter()
   after = run.evaluator(state.params, state.model_state)
   seconds = {**edit.seconds, "evaluate": time.perf_counter() - start}
   stats = masks.mask_stats(mask)
   masked = sum(s.masked for s in stats)
-  record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": edit.info,
+  info = dict(edit.info)
+  if run.procedure is not None:
+    info["procedure"] = run.procedure.info
+  if freeze is not None:
+    info["frozen_fraction"] = (sum(int(jnp.sum(f)) for f in jax.tree.leaves(freeze))
+                               / sum(f.size for f in jax.tree.leaves(freeze)))
+  record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": info,
             "masked_fraction": masked / sum(s.size for s in stats),
             "masked_layers": {s.path: s.masked for s in stats if s.masked}}
   crash_point("unlearn.before_commit.0")
   records.append(record)
-  run.ckpt.commit(0, {"state": state, "mask": mask}, records)
+  run.ckpt.commit(0, _tree(run, state, mask, freeze), records)
   crash_point("unlearn.epoch.0")
   run.say(f"after the edit: {_line(after)}  ({_seconds(seconds)})")
-  return state, mask, records
+  return state, mask, freeze, records
+
+
+def _tree(run: _Run, state, mask, freeze) -> dict:
+  """What one checkpoint holds (see :meth:`_Run.like`)."""
+  tree = {"state": state, "mask": mask}
+  if run.procedure is not None:
+    tree["freeze"] = run.no_mask if freeze is None else freeze
+  return tree
 
 
 def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
-            ) -> tuple[int, training.TrainState, Any, list[dict]]:
+            ) -> tuple[int, training.TrainState, Any, Any, list[dict]]:
   """The state after the last committed epoch, and the records committed with it."""
   start_epoch, tree, records = restored
   checkpoints.write_metrics(run.workdir, records)
   run.say(f"resuming after fine-tuning epoch {start_epoch}")
-  return start_epoch, training.TrainState(*tree["state"]), tree["mask"], list(records)
+  freeze = tree.get("freeze")
+  if freeze is not None and not any(bool(jnp.any(f)) for f in jax.tree.leaves(freeze)):
+    freeze = None   # the edit froze nothing: the same program as an uninterrupted run
+  return (start_epoch, training.TrainState(*tree["state"]), tree["mask"], freeze,
+          list(records))
 
 
-def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, first: int, last: int,
-                    records: list[dict]) -> training.TrainState:
-  """Fine-tuning epochs ``first..last``, each evaluated, saved and recorded."""
-  ft = run.finetuner(mask)
+def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, freeze: Any, first: int,
+                    last: int, records: list[dict]) -> training.TrainState:
+  """Fine-tuning (or procedure) epochs ``first..last``, each evaluated, saved and recorded."""
+  ft = run.finetuner(mask, freeze)
   for epoch in range(first, last + 1):
-    bar = progress_bar(ft.steps_per_epoch, f"{run.config.method} {epoch}/{run.epochs}",
+    bar = progress_bar(ft.steps(epoch), f"{run.config.method} {epoch}/{run.epochs}",
                        run.progress)
     start = time.perf_counter()
     state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
@@ -332,11 +411,11 @@ def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, first: int
     start = time.perf_counter()
     out = run.evaluator(state.params, state.model_state)
     record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"],
-              "lr": float(run.lr(epoch * ft.steps_per_epoch - 1)),
+              "lr": ft.last_lr(epoch),
               "seconds": {"finetune": ft_seconds, "evaluate": time.perf_counter() - start}}
     crash_point(f"unlearn.before_commit.{epoch}")
     records.append(record)
-    run.ckpt.commit(epoch, {"state": state, "mask": mask}, records)
+    run.ckpt.commit(epoch, _tree(run, state, mask, freeze), records)
     crash_point(f"unlearn.epoch.{epoch}")
     run.say(f"epoch {epoch}/{run.epochs}: {_line(out)}")
   return state
@@ -400,21 +479,18 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   :func:`_finetune_phase`, :func:`_relearn_phase` and the summary.
   """
   run = _setup(config, workdir, data_dir, dataset, progress, allow_partial)
-  like = {"state": run.finetuner(run.no_mask).init(run.trained.params,
-                                                   run.trained.model_state),
-          "mask": run.no_mask}
-  restored = run.ckpt.restore_latest(like)
+  restored = run.ckpt.restore_latest(run.like())
   finished = _finished(run, restored)
   if finished is not None:   # nothing to recompute
     run.ckpt.close()
     return finished
   if restored is None:
     start_epoch = 0
-    state, mask, records = _edit_phase(run)
+    state, mask, freeze, records = _edit_phase(run)
   else:
-    start_epoch, state, mask, records = _resume(run, restored)
+    start_epoch, state, mask, freeze, records = _resume(run, restored)
   last = run.epochs if stop_after_epoch is None else min(run.epochs, stop_after_epoch)
-  state = _finetune_phase(run, state, mask, start_epoch + 1, last, records)
+  state = _finetune_phase(run, state, mask, freeze, start_epoch + 1, last, records)
   run.ckpt.close()
   if last < run.epochs:   # stopped early on request (tests of interruption)
     return UnlearnResult(records, {}, state)
@@ -472,7 +548,27 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
   if by_phase["relearn"]:
     out["relearn_epochs"] = by_phase["relearn"][0]["relearn_epochs"]
     out["relearn_steps"] = by_phase["relearn"][0].get("relearn_steps")
+  out["rte"] = run_time(records)
+  out["protocol"] = readouts.protocol_readouts(final, setting=config_setting(config),
+                                               rte=out["rte"])
   return out
+
+
+def config_setting(config: UnlearnConfig) -> str:
+  """'class', 'random' or 'outliers': the forget set a config asks for."""
+  if config.forget_classes is not None:
+    return "class"
+  return "random" if config.forget_random is not None else "outliers"
+
+
+def run_time(records: list[dict]) -> float:
+  """RTE: seconds of the unlearning itself, the edit's phases and every fine-tuning
+  (or procedure) epoch, without any evaluation or the relearn readout."""
+  total = 0.0
+  for r in records:
+    if r["phase"] in ("edit", "finetune"):
+      total += sum(v for k, v in r.get("seconds", {}).items() if k != "evaluate")
+  return total
 
 
 def summary_line(summary: dict) -> str:

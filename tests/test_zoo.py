@@ -17,8 +17,10 @@ from tests.conftest import init_with_stats, rel_error
 # 269,722 (the PyTorch CIFAR ResNet20, option A); VGG16-BN 14,728,266, GoogLeNet
 # 6,166,250 and DenseNet (growth 12) 1,000,618 are the counts of the widely
 # used PyTorch CIFAR ports (kuangliu/pytorch-cifar) these models follow;
-# ResNet "50" (n=8) 755,802 = 6n+2 arithmetic below; SmallCNN at 28x28x1.
-COUNTS = {"resnet20": 269_722, "resnet50": 755_802, "vgg16": 14_728_266,
+# ResNet-18 (CIFAR form) 11,173,962 is that port's ResNet18, the model of the
+# unlearning protocol's tables (SalUn, l1-sparse); ResNet "50" (n=8) 755,802 =
+# 6n+2 arithmetic below; SmallCNN at 28x28x1.
+COUNTS = {"resnet18": 11_173_962, "resnet20": 269_722, "resnet50": 755_802, "vgg16": 14_728_266,
           "googlenet": 6_166_250, "densenet": 1_000_618}
 
 

@@ -29,9 +29,10 @@ from fmjax.data.splits import (
     class_split,
     limited_subset,
     outlier_split,
+    random_split,
 )
 
 __all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetInfo", "ForgetSplit", "OutlierSplit",
            "PrepareError", "archive_dir",
            "augment", "class_split", "data_dir", "how_to_get", "limited_subset", "load_dataset",
-           "normalize", "outlier_split", "prepare_tfds"]
+           "normalize", "outlier_split", "prepare_tfds", "random_split"]

@@ -81,3 +81,20 @@ def limited_subset(indices: np.ndarray, k: int, seed: int) -> np.ndarray:
                      f"1 <= k <= {indices.size}.")
   return np.sort(np.random.default_rng(seed).choice(indices, k, replace=False))
 
+
+
+def random_split(num_examples: int, fraction: float, seed: int) -> ForgetSplit:
+  """Forget ``round(fraction * N)`` examples drawn uniformly across classes (seeded).
+
+  The unlearning protocol's random-subset forgetting (10% in SalUn's and
+  l1-sparse's tables).
+  """
+  if not 0.0 < float(fraction) < 1.0:
+    raise ValueError(f"forget fraction must lie in (0, 1), got {fraction!r} (the protocol "
+                     "uses 0.1).")
+  n = round(float(fraction) * num_examples)
+  if not 0 < n < num_examples:
+    raise ValueError(f"forget fraction {fraction} of {num_examples} examples selects {n}; "
+                     "choose a fraction that leaves both sets non-empty.")
+  chosen = np.sort(np.random.default_rng(seed).choice(num_examples, n, replace=False))
+  return ForgetSplit(chosen, np.setdiff1d(np.arange(num_examples), chosen))

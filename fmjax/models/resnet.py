@@ -1,4 +1,4 @@
-"""CIFAR-style ResNets (He et al. 2016, Section 4.2): 6n+2 layers, basic blocks.
+"""CIFAR-style ResNets: He et al. 2016's 6n+2-layer nets, and ResNet-18 in its CIFAR form.
 
 ResNet20 is n=3, the paper's "ResNet50" is n=8 (its public code's CIFAR ResNet,
 not ImageNet's bottleneck ResNet-50). Stages have 16/32/64 channels; the
@@ -27,9 +27,11 @@ from fmjax.models._layers import batch_norm, conv_init
 
 
 class BasicBlock(nn.Module):
-  """Two 3x3 conv-BN layers with an identity or option-A shortcut."""
+  """Two 3x3 conv-BN layers with an identity shortcut, or where the shape changes
+  an option-A (parameter-free) or option-B (1x1 conv + BN) shortcut."""
   features: int
   stride: int = 1
+  shortcut: str = "A"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -39,7 +41,11 @@ class BasicBlock(nn.Module):
     y = nn.Conv(self.features, (3, 3), 1, padding=1, use_bias=False,
                 kernel_init=conv_init, name="conv2")(y)
     y = batch_norm(train, "bn2")(y)
-    if self.stride != 1 or x.shape[-1] != self.features:
+    if (self.stride != 1 or x.shape[-1] != self.features) and self.shortcut == "B":
+      x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False, kernel_init=conv_init,
+                  name="shortcut_conv")(x)
+      x = batch_norm(train, "shortcut_bn")(x)
+    elif self.stride != 1 or x.shape[-1] != self.features:
       # Option A: subsample spatially, zero-pad the new channels on both sides.
       x = x[:, ::self.stride, ::self.stride, :]
       extra = self.features - x.shape[-1]
@@ -72,6 +78,39 @@ class CifarResNet(nn.Module):
         x = BasicBlock(width, stride, name=f"stage{stage + 1}_block{block + 1}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name="classifier")(x)
+
+
+class ResNet18(nn.Module):
+  """ResNet-18 in its CIFAR form, the model of the unlearning protocol's tables
+  (SalUn, "Model Sparsity Can Simplify Machine Unlearning", SSD, SCRUB): a 3x3
+  stem with 64 channels and no max-pool, four stages of two basic blocks with
+  64/128/256/512 channels (stride 2 from the second stage on), option-B
+  shortcuts (1x1 conv + BN), global average pooling and a Dense layer:
+  11,173,962 parameters for 10 classes.
+
+  Input: images [B, H, W, C] float; output: logits [B, num_classes].
+  """
+  num_classes: int = 10
+  widths: Sequence[int] = (64, 128, 256, 512)
+  blocks_per_stage: int = 2
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Conv(self.widths[0], (3, 3), padding=1, use_bias=False, kernel_init=conv_init,
+                name="conv_init")(x)
+    x = nn.relu(batch_norm(train, "bn_init")(x))
+    for stage, width in enumerate(self.widths):
+      for block in range(self.blocks_per_stage):
+        stride = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(width, stride, shortcut="B",
+                       name=f"stage{stage + 1}_block{block + 1}")(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, name="classifier")(x)
+
+
+def resnet18(num_classes: int = 10) -> ResNet18:
+  """ResNet-18, CIFAR form (11.2M parameters for 10 classes)."""
+  return ResNet18(num_classes=num_classes)
 
 
 def resnet20(num_classes: int = 10) -> CifarResNet:
