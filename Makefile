@@ -26,7 +26,7 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
-        lr-ablation report compare test-prepare
+        lr-ablation report compare test-prepare successors successors-cifar10
 
 RUN_EXP := $(BIN)/python -m experiments.run
 # Prepare a dataset with tensorflow-datasets unless it loads already (needs a network).
@@ -58,6 +58,20 @@ endef
 offline: $(STAMP)
 	$(need_fashion)
 	$(RUN_EXP) fashion_offline --workdir $(call workdir,fashion_offline) $(DATA_ARGS) $(SET_ARGS)
+
+## The paper's method and its six successors under the field's protocol (class removal and
+## random 10% forgetting), real Fashion-MNIST on this CPU: runs/successors (about 45 min).
+## LR_GRID="salun=0.1,0.03 ..." replaces the default learning-rate sweeps.
+successors: $(STAMP)
+	$(need_fashion)
+	$(RUN_EXP) successors --workdir $(call workdir,successors) $(DATA_ARGS) $(SET_ARGS) \
+	  $(foreach g,$(LR_GRID),--lr-grid $(g))
+
+## The same protocol on CIFAR-10 with ResNet-18 at the published epochs (a GPU, a network).
+successors-cifar10: $(STAMP)
+	$(call need_data,cifar10)
+	$(RUN_EXP) successors_cifar10 --workdir $(call workdir,successors_cifar10) $(DATA_ARGS) \
+	  $(SET_ARGS) $(foreach g,$(LR_GRID),--lr-grid $(g))
 
 ## Figure 2 on CIFAR-10 with ResNet20: trains (or reuses) the model, every method, 3 seeds.
 cifar10-resnet20: $(STAMP)

@@ -16,8 +16,11 @@ side.
 ``limited_remain``     Figure 3: forget data only, and 50 remain examples
 ``ratio_sweep``        Figure 4: FisherMask, mask ratios 0 to 0.12
 ``lr_ablation``        Figure 5: constant learning rates vs the compressed one
+``successors``         the paper's method and SSD, SalUn, SCRUB, l1-sparse,
+                       NegGrad+, random labels under the protocol, on a CPU
+``successors_cifar10`` the same on CIFAR-10 with ResNet-18 (a GPU)
 =====================  =====================================================
 """
 
 EXPERIMENTS = ("class_removal", "fashion_offline", "mask_only", "outliers", "limited_remain",
-               "ratio_sweep", "lr_ablation")
+               "ratio_sweep", "lr_ablation", "successors", "successors_cifar10")

@@ -71,6 +71,23 @@ def parse(items: Iterable[str]) -> dict[str, Any]:
   return out
 
 
+def parse_grids(items: Iterable[str]) -> dict[str, tuple[float, ...]]:
+  """``['salun=0.1,0.01']`` -> ``{'salun': (0.1, 0.01)}`` (``--lr-grid``), checked."""
+  out: dict[str, tuple[float, ...]] = {}
+  for item in items:
+    method, sep, text = item.partition("=")
+    method = method.strip()
+    if not sep or not method or not text.strip():
+      raise ValueError(f"--lr-grid takes METHOD=RATE,RATE,..., got {item!r} (e.g. --lr-grid "
+                       "salun=0.1,0.03,0.01).")
+    get_method(method)
+    rates = _fields.parse_value(text, tuple[float, ...], f"--lr-grid {item}")
+    if not rates or any(not r > 0 for r in rates):
+      raise ValueError(f"--lr-grid {item}: give one or more rates > 0.")
+    out[method] = tuple(dict.fromkeys(rates))
+  return out
+
+
 def apply(exp: Experiment, overrides: dict[str, Any]) -> Experiment:
   """``exp`` with the parsed ``overrides`` (see :func:`parse`) applied."""
   train = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("train.")}

@@ -33,12 +33,16 @@ class Unit:
     method: the method name.
     original: key of the :class:`Original` it starts from.
     unlearn: overrides for :func:`fmjax.unlearning.make_config`.
+    group: units of one group are one method at several settings (a
+      learning-rate sweep); the protocol table reports the best of them by
+      the average gap to Retrain. None: a line of its own.
   """
   setting: str
   line: str
   method: str
   original: str = "main"
   unlearn: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  group: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +58,10 @@ class Experiment:
       their training config; the seeds vary the edit's key, the fine-tuning
       order and the data subsets).
     tables: report tables: any of 'final', 'mask_only', 'outliers',
-      'volatility', 'seconds'.
-    figure: 'curves' (forget row and remain row, one panel per setting) or None.
+      'volatility', 'seconds', 'protocol' (every report ends with the
+      protocol table when this does not name it).
+    figure: 'curves' (forget row and remain row, one panel per setting),
+      'protocol' (the average gap to Retrain per method and setting) or None.
     rows: the two curve rows of the figure (readout names).
   """
   name: str
@@ -86,6 +92,35 @@ class Experiment:
     for k in ("seeds", "tables", "rows"):
       raw[k] = tuple(raw[k])
     return cls(**raw)
+
+
+def sweep_lr(exp: Experiment, grids: Mapping[str, tuple[float, ...]]) -> Experiment:
+  """``exp`` with every unit of each method in ``grids`` replaced by one unit per
+  learning rate of its grid (line ``'<line> lr=<rate>'``, one group per line).
+
+  The rate is the unlearning config's ``lr``: the constant rate of a method
+  with its own procedure, or a constant fine-tuning rate for the paper's
+  methods (instead of the compressed schedule).
+  """
+  unknown = [m for m in grids if not any(u.method == m for u in exp.units)]
+  if unknown:
+    raise ValueError(f"--lr-grid names method(s) {unknown} that the experiment does not run; "
+                     f"its methods: {sorted({u.method for u in exp.units})}.")
+  units = []
+  for u in exp.units:
+    grid = grids.get(u.method)
+    if not grid:
+      units.append(u)
+      continue
+    if get_method(u.method).finetune_epochs == 0 and "epochs" not in u.unlearn:
+      raise ValueError(f"--lr-grid {u.method}: the method does not train (no learning rate to "
+                       "sweep).")
+    for lr in grid:
+      if not (isinstance(lr, int | float) and lr > 0):
+        raise ValueError(f"--lr-grid {u.method}: rates must be > 0, got {lr!r}.")
+      units.append(dataclasses.replace(u, line=f"{u.line} lr={lr:g}", group=u.line,
+                                       unlearn={**u.unlearn, "lr": float(lr)}))
+  return dataclasses.replace(exp, units=tuple(units))
 
 
 def slug(text: str) -> str:

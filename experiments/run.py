@@ -7,7 +7,9 @@ after an interruption: finished units are skipped, an interrupted one resumes.
 ``--set`` overrides any field of the experiment's training or unlearning
 configs (``--set train.epochs=1 --set unlearn.ratio=0.04 --set seeds=0``; see
 ``experiments/_overrides.py``); the overridden experiment is what the run
-records in ``config.json``.
+records in ``config.json``. ``--lr-grid salun=0.1,0.03,0.01`` runs a method at
+each rate of a grid; the report's protocol table shows the best rate by the
+average gap to Retrain, and every rate in a table of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 
 from experiments import EXPERIMENTS, _overrides, _report, _runner
+from experiments._spec import sweep_lr
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field: seeds=0,1, train.<field>=..., "
                       "unlearn.<field>=... (repeatable; type-checked)")
+  p.add_argument("--lr-grid", action="append", default=[], metavar="METHOD=RATE,RATE,...",
+                 help="run METHOD at each learning rate of the grid (repeatable); the report "
+                      "picks the best by the average gap to Retrain")
   p.add_argument("--data-dir", default=None,
                  help="dataset directory (default: $FMJAX_DATA_DIR or ~/fmjax_data)")
   p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   try:
     exp = _overrides.apply(module.get_config(**kwargs), _overrides.parse(args.set))
+    exp = sweep_lr(exp, _overrides.parse_grids(args.lr_grid))
     start = time.perf_counter()
     outcome = _runner.run(exp, workdir, data_dir=args.data_dir,
                           progress=False if args.quiet else None)
