@@ -246,12 +246,12 @@ def protocol_of(result: UnitResult) -> dict | None:
   records, so that runs made before summaries carried them get them too."""
   if result.summary is None:
     return None
+  rte = unlearning.run_time(result.records)
   if "protocol" in result.summary:
-    return result.summary["protocol"]
+    return {**result.summary["protocol"], "RTE": rte}
   final = [r for r in result.records if r["phase"] in ("edit", "finetune")][-1]
   setting = "class" if final.get("remain_test_accuracy") is not None else "random"
-  return readouts.protocol_readouts(final, setting=setting,
-                                    rte=unlearning.run_time(result.records))
+  return {**readouts.protocol_readouts(final, setting=setting), "RTE": rte}
 
 
 def _mean(values) -> float | None:

@@ -103,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
   t.set_defaults(func=_train, config_fields=fields)
 
   u = sub.add_parser("unlearn", parents=[common],
-                     help="unlearn a class, a random subset or the outliers (resumable)", description=(
+                     help="unlearn a class, a random subset or outliers (resumable)",
+                     description=(
       "Apply an unlearning method to a trained model (its training --workdir), fine-tune on "
       "the remain data with the compressed schedule, and record forget/remain accuracy, "
       "membership inference and relearn time after the edit and after every epoch. Run the "

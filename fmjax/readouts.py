@@ -225,23 +225,25 @@ class Evaluator:
     return out
 
 
-PROTOCOL = ("UA", "RA", "TA", "MIA", "RTE")
+PROTOCOL = ("UA", "RA", "TA", "MIA")
 
 
-def protocol_readouts(record: dict, *, setting: str, rte: float) -> dict:
-  """The unlearning protocol's five numbers (SalUn; l1-sparse) from a readout record.
+def protocol_readouts(record: dict, *, setting: str) -> dict:
+  """The unlearning protocol's accuracies (SalUn; l1-sparse) from a readout record.
 
   * UA, unlearning accuracy: ``1 - accuracy on D_f`` (its training labels);
   * RA, remaining accuracy: accuracy on D_r (the evaluated subset);
   * TA, testing accuracy: test accuracy (for class removal, on the kept
     classes' test examples);
-  * MIA: MIA-efficacy (:func:`svc_mia_efficacy`), None when MIA is off;
-  * RTE: ``rte``, the run-time of the unlearning itself in seconds.
+  * MIA: MIA-efficacy (:func:`svc_mia_efficacy`), None when MIA is off.
+
+  The protocol's fifth number, RTE, is a wall time:
+  :func:`fmjax.unlearning.run_time` of the run's records.
   """
   f = record.get("forget_train_accuracy")
   ta = record.get("remain_test_accuracy") if setting == "class" else record.get("test_accuracy")
   return {"UA": None if f is None else 1.0 - f, "RA": record.get("remain_train_accuracy"),
-          "TA": ta, "MIA": record.get("mia_efficacy"), "RTE": rte}
+          "TA": ta, "MIA": record.get("mia_efficacy")}
 
 
 def forget_loss(evaluator: Evaluator, params: Any, model_state: Any) -> float:

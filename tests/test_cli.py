@@ -64,6 +64,22 @@ CASES = [
     ("unlearn readouts", UNLEARN + ["--method", "retrain", "--eval-limit", "123", "--no-mia",
                                     "--relearn-epochs", "2", "--relearn-threshold", "0.7"],
      {"eval_limit": 123, "mia": False, "relearn_epochs": 2, "relearn_threshold": 0.7}),
+    ("unlearn random subset, ssd", UNLEARN + [
+        "--method", "ssd", "--forget-random", "0.2", "--ssd-alpha", "3", "--ssd-lambda", "0.5",
+        "--ssd-importance", "fisher", "--ssd-batch-size", "64"],
+     {"forget_random": 0.2, "forget_classes": None, "settings.ssd_alpha": 3.0,
+      "settings.ssd_lambda": 0.5, "settings.ssd_importance": "fisher",
+      "settings.ssd_batch_size": 64}),
+    ("unlearn successors' training", UNLEARN + [
+        "--method", "scrub", "--lr", "0.003", "--salun-fraction", "0.3",
+        "--scrub-temperature", "2", "--scrub-kl-weight", "0.1", "--scrub-ce-weight", "0.9",
+        "--scrub-max-epochs", "1", "--scrub-forget-batch-size", "64", "--l1-gamma", "0.001",
+        "--neggrad-beta", "0.9", "--neggrad-forget-batch-size", "32"],
+     {"lr": 0.003, "settings.salun_fraction": 0.3, "settings.scrub_temperature": 2.0,
+      "settings.scrub_kl_weight": 0.1, "settings.scrub_ce_weight": 0.9,
+      "settings.scrub_max_epochs": 1, "settings.scrub_forget_batch_size": 64,
+      "settings.l1_gamma": 0.001, "settings.neggrad_beta": 0.9,
+      "settings.neggrad_forget_batch_size": 32}),
 ]
 
 

@@ -151,3 +151,54 @@ class TestOverrides:
     assert code == 0
     saved = Experiment.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
     assert saved.seeds == (1,) and all(u.unlearn["ratio"] == 0.08 for u in saved.units)
+
+
+class TestLrGrid:
+  """`--lr-grid METHOD=a,b`: one unit per rate, the protocol table picks the best by gap."""
+
+  def test_grids_parse_and_expand_into_one_group_per_line(self):
+    from experiments import _overrides
+    from experiments._spec import sweep_lr
+    grids = _overrides.parse_grids(["salun=0.1,0.03", "scrub=5e-4"])
+    assert grids == {"salun": (0.1, 0.03), "scrub": (5e-4,)}
+    exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")},
+                     (Unit("s", "retrain", "retrain"), Unit("s", "salun", "salun"),
+                      Unit("s", "scrub", "scrub")))
+    swept = sweep_lr(exp, grids)
+    assert [(u.line, u.group, u.unlearn.get("lr")) for u in swept.units] == [
+        ("retrain", None, None), ("salun lr=0.1", "salun", 0.1), ("salun lr=0.03", "salun", 0.03),
+        ("scrub lr=0.0005", "scrub", 5e-4)]
+    assert Experiment.from_json(json.loads(json.dumps(swept.to_json()))) == swept
+
+  @pytest.mark.parametrize("items, match", [
+      (["salun"], "METHOD=RATE"), (["nope=0.1"], "unknown method"),
+      (["salun=0,0.1"], "rates > 0"), (["salun=fast"], "salun=fast")])
+  def test_bad_grids_are_clear_errors(self, items, match):
+    from experiments import _overrides
+    with pytest.raises(ValueError, match=match):
+      _overrides.parse_grids(items)
+
+  def test_a_grid_for_a_method_the_experiment_lacks_is_refused(self, tmp_path, capsys):
+    code = run.main(["ratio_sweep", "--small", "--workdir", str(tmp_path / "r"),
+                     "--lr-grid", "salun=0.1"])
+    assert code == 2 and "does not run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+  def test_protocol_table_gap_and_best_rate(self):
+    units = (Unit("s", "retrain", "retrain"), Unit("s", "salun lr=0.1", "salun", group="salun"),
+             Unit("s", "salun lr=0.03", "salun", group="salun"), Unit("s", "ssd", "ssd"))
+    exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")}, units, seeds=(0,))
+
+    def result(unit, ua, ra, ta, mia):
+      p = {"UA": ua, "RA": ra, "TA": ta, "MIA": mia, "RTE": 2.0}
+      return _report.UnitResult(unit, 0, [], {"protocol": p})
+
+    results = [result(units[0], 1.0, 0.9, 0.8, 1.0), result(units[1], 1.0, 0.5, 0.4, 1.0),
+               result(units[2], 0.9, 0.9, 0.8, 0.9), result(units[3], 0.0, 0.9, 0.8, 0.0)]
+    text = _report.protocol_table(exp, results)
+    main, sweep = text.split("Learning-rate sweeps")
+    # Gaps in points: lr=0.1 -> (0 + 40 + 40 + 0)/4 = 20; lr=0.03 -> (10+0+0+10)/4 = 5; ssd 50.
+    assert "| s | salun lr=0.03 | 90.00 | 90.00 | 80.00 | 90.00 | 5.00 | 2.00 | 1 |" in main
+    assert "salun lr=0.1 " not in main and "| s | ssd | 0.00 |" in main
+    assert "| 50.00 |" in main and "| s | salun lr=0.1 | 100.00 | 50.00 | 40.00 | 100.00 | 20.00" \
+        in sweep

@@ -245,6 +245,16 @@ def test_svc_mia_efficacy_on_separable_confidences():
 def test_protocol_readouts_from_a_record():
   rec = {"forget_train_accuracy": 0.25, "remain_train_accuracy": 0.9, "test_accuracy": 0.8,
          "remain_test_accuracy": 0.85, "mia_efficacy": 0.7}
-  got = readouts.protocol_readouts(rec, setting="class", rte=12.0)
-  assert got == {"UA": 0.75, "RA": 0.9, "TA": 0.85, "MIA": 0.7, "RTE": 12.0}
-  assert readouts.protocol_readouts(rec, setting="random", rte=1.0)["TA"] == 0.8
+  got = readouts.protocol_readouts(rec, setting="class")
+  assert got == {"UA": 0.75, "RA": 0.9, "TA": 0.85, "MIA": 0.7}
+  assert readouts.protocol_readouts(rec, setting="random")["TA"] == 0.8
+
+
+def test_run_time_counts_the_unlearning_itself_not_its_evaluation():
+  from fmjax.unlearning import run_time
+  records = [{"phase": "original", "seconds": {"evaluate": 5.0}},
+             {"phase": "edit", "seconds": {"score": 2.0, "mask": 0.5, "evaluate": 3.0}},
+             {"phase": "finetune", "seconds": {"finetune": 4.0, "evaluate": 3.0}},
+             {"phase": "finetune", "seconds": {"finetune": 4.5, "evaluate": 3.0}},
+             {"phase": "relearn", "seconds": {"relearn": 9.0}}]
+  assert run_time(records) == 11.0

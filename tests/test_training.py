@@ -100,7 +100,7 @@ def test_default_configs_follow_the_paper():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"dataset": "svhn", "model": "resnet20"}, "unknown dataset 'svhn'"),
-    ({"dataset": "cifar10", "model": "resnet18"}, "unknown model 'resnet18'"),
+    ({"dataset": "cifar10", "model": "resnet19"}, "unknown model 'resnet19'"),
 ])
 def test_bad_names(kwargs, match):
   with pytest.raises(ValueError, match=match):

@@ -126,7 +126,7 @@ def test_forget_data_only(tmp_path, trained, digits):
 
 def test_bad_input_is_refused_with_the_fix(tmp_path, trained, digits):
   with pytest.raises(ValueError, match="valid methods: retrain, finetune"):
-    unlearning.make_config(trained, "scrub")
+    unlearning.make_config(trained, "scrubber")
   with pytest.raises(ValueError, match=r"do not exist: digits has classes 0\.\.9"):
     _run(trained, digits, tmp_path / "x", "fisher_mask", forget_classes=(12,))
   with pytest.raises(ValueError, match="forget set is empty"):

@@ -98,5 +98,5 @@ def _check_model(model):
 
 
 def test_unknown_model():
-  with pytest.raises(ValueError, match=r"unknown model 'resnet18'; valid names: \['densenet'"):
-    get_model("resnet18", 10)
+  with pytest.raises(ValueError, match=r"unknown model 'resnet19'; valid names: \['densenet'"):
+    get_model("resnet19", 10)
