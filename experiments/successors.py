@@ -71,7 +71,8 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
     train, unlearn: overrides of the original's training and of every unit.
     seeds: unlearning seeds (also the random forget subsets' seeds).
     max_epochs: cap on every training method's epochs (None: their own).
-    lr_grid: learning-rate grids per method (default :data:`LR_GRID`; {} none).
+    lr_grid: learning-rate grids per method (default :data:`LR_GRID`, none in the
+      small form; {} none).
   """
   train = {**TRAIN, **(train or {})} if dataset == "fashion_mnist" else dict(train or {})
   unlearn = {**({} if small else UNLEARN), **(unlearn or {})}
@@ -84,5 +85,5 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
       title=f"FisherMask and its successors under the unlearning protocol: {dataset}, {model}",
       originals={"main": Original(dataset, model, train)}, units=tuple(all_units),
       seeds=tuple(seeds), tables=("protocol", "seconds"), figure="protocol")
-  exp = sweep_lr(exp, LR_GRID if lr_grid is None else lr_grid)
+  exp = sweep_lr(exp, (({} if small else LR_GRID) if lr_grid is None else lr_grid))
   return shrink(exp) if small else exp
