@@ -38,6 +38,7 @@ from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, train
 from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.methods import METHODS, REMAIN_REQUIRED, MethodSettings, UnlearnTask, get_method
+from fmjax.procedures import Budget
 
 CIFAR_LIKE = ("cifar10", "cifar100")
 
@@ -329,7 +330,6 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
   procedure = None
   if method.procedure is not None:
     rate = method.lr if config.lr == "compressed" else float(config.lr)
-    from fmjax.procedures import Budget
     procedure = method.procedure(task, config.settings, Budget(epochs, rate, batch_size))
   no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
   return _Run(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
