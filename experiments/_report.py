@@ -490,6 +490,7 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
   matplotlib.use("Agg")
   import matplotlib.patches
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   panels = []
   for setting in _settings(exp):
@@ -511,19 +512,24 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
     colors = ["tab:blue" if x[0].method == HIGHLIGHT else
               ("#8fb3d9" if get_method(x[0].method).family == "paper" else "tab:orange")
               for x in items]
-    ax.barh(y, means, xerr=errs, color=colors, error_kw={"lw": 0.8, "capsize": 2})
+    # Log scale: gaps of a tenth of a point and of tens of points side by side.
+    low = [min(e, m - 0.5 * m) for m, e in zip(means, errs, strict=True)]
+    ax.barh(y, means, xerr=[low, errs], color=colors, left=0.0,
+            error_kw={"lw": 0.8, "capsize": 2})
     ax.set_yticks(y, [x[0].line for x in items], fontsize=8.5)
     for label, item in zip(ax.get_yticklabels(), items, strict=True):
       if item[0].method == HIGHLIGHT:
         label.set_fontweight("bold")
     for yi, m, e, item in zip(y, means, errs, items, strict=True):
       rte = _mean(p.get("RTE") for p in item[1])
-      ax.text(m + e + 0.01 * top, yi, f"{rte:.1f}s" if rte < 10 else f"{rte:.0f}s",
+      ax.text((m + e) * 1.08, yi, f"{rte:.1f}s" if rte < 10 else f"{rte:.0f}s",
               va="center", fontsize=7, color="dimgray")
-    ax.set_xlim(0, top * 1.18 + 0.5)
+    ax.set_xscale("log")
+    ax.set_xlim(min(0.5 * min(means), 0.5), top * 3)
     ax.set_title(setting, fontsize=10)
-    ax.set_xlabel("average gap to Retrain over UA, RA, TA, MIA (points)")
-    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("average gap to Retrain, UA/RA/TA/MIA (points, log)")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.grid(axis="x", which="both", alpha=0.25)
   handles = [matplotlib.patches.Patch(color=c, label=t) for c, t in
              (("tab:blue", "FisherMask (the paper)"), ("#8fb3d9", "the paper's baselines"),
               ("tab:orange", "successors"))]
