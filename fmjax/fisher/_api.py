@@ -11,8 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
-from fmjax import _checks, _compiled, _progress
+from fmjax import _checks, _compiled, _progress, sharding
 from fmjax.fisher import _per_layer, _reference
 
 KINDS = ("empirical", "true")
@@ -78,7 +79,7 @@ class FisherDiagFn:
 
   def __init__(self, model: nn.Module | Callable, state: Mapping | None, *, kind: str,
                chunk_size: int, path: str, apply_kwargs: Mapping | None,
-               check_finite: bool):
+               check_finite: bool, devices: int | None = None):
     if kind not in KINDS:
       raise ValueError(f"kind must be one of {KINDS}, got {kind!r}. 'empirical' uses the "
                        "given labels (the paper); 'true' takes the expectation over the "
@@ -111,6 +112,8 @@ class FisherDiagFn:
     self.apply_kwargs = dict(apply_kwargs)
     self.check_finite = check_finite
     self._num_classes: dict[Any, int] = {}
+    self.mesh = sharding.data_mesh(devices)
+    self.devices = self.mesh.size
     self.kernel = self._shared_kernel()
 
   def _shared_kernel(self) -> Callable:
@@ -122,7 +125,21 @@ class FisherDiagFn:
     """
     key = ("fisher", self.model, self.kind, self.path,
            tuple(sorted(self.apply_kwargs.items())))
-    return _compiled.compiled(key, lambda: jax.jit(self._block_sum))
+    if self.devices == 1:   # the single-device program, unchanged
+      return _compiled.compiled(key, lambda: jax.jit(self._block_sum))
+
+    def sharded(params, state, images, labels, weights):
+      # Each device sums its share of the block; the sums are reduced once. Params and
+      # state are cast to device-varying values first: differentiating with respect to a
+      # replicated value would sum every device's per-example gradients (shard_map's
+      # transpose of a broadcast is a psum) before they are squared.
+      params, state = jax.lax.pcast((params, state), sharding.AXIS, to="varying")
+      return jax.lax.psum(self._block_sum(params, state, images, labels, weights),
+                          sharding.AXIS)
+
+    data, rep = PartitionSpec(sharding.AXIS), PartitionSpec()
+    return _compiled.compiled(key + (self.mesh,), lambda: jax.jit(jax.shard_map(
+        sharded, mesh=self.mesh, in_specs=(rep, rep, data, data, data), out_specs=rep)))
 
   # -- pure pieces -----------------------------------------------------------
   def _logits_fn(self, state: Mapping) -> Callable[[Any, jax.Array], jax.Array]:
@@ -240,7 +257,9 @@ class FisherDiagFn:
                        f"{np.nanmin(np.asarray(weights))} (NaN present: "
                        f"{bool(np.isnan(np.asarray(weights)).any())}).")
     total = None
-    size = min(self.chunk_size, labels.shape[0])
+    # A block holds chunk_size examples per device (a multiple of the device count).
+    size = sharding.padded_size(min(self.chunk_size * self.devices, labels.shape[0]),
+                                self.devices)
     for i in range(0, labels.shape[0], size):
       block = [_pad_to(jnp.asarray(a[i:i + size]), size) for a in (images, labels, weights)]
       part = self.kernel(params, self.state, *block)
@@ -273,7 +292,7 @@ class FisherDiagFn:
 def make_fisher_diag(model: nn.Module | Callable, state: Mapping | None = None, *,
                      kind: str = "empirical", chunk_size: int = 128, path: str = "auto",
                      apply_kwargs: Mapping | None = None,
-                     check_finite: bool = True) -> FisherDiagFn:
+                     check_finite: bool = True, devices: int | None = None) -> FisherDiagFn:
   """Binds a model once and returns ``fisher_diag(params, batch)``.
 
   The diagonal of the Fisher information, ``F_jj = (1/N) sum_n (d log
@@ -295,6 +314,10 @@ def make_fisher_diag(model: nn.Module | Callable, state: Mapping | None = None, 
     apply_kwargs: keyword arguments for ``model.apply``; by default
       ``{'train': False}`` when the model's ``__call__`` takes ``train``.
     check_finite: raise a ``ValueError`` when the result holds NaN or Inf.
+    devices: local devices to spread each block's examples over (a
+      :func:`fmjax.sharding.data_mesh`); None = all. Each device sums
+      ``chunk_size`` examples of a block and the sums are reduced once; one
+      device runs the single-device program.
 
   Returns:
     A :class:`FisherDiagFn`: ``fisher_diag(params, batch)`` gives the mean over
@@ -302,7 +325,7 @@ def make_fisher_diag(model: nn.Module | Callable, state: Mapping | None = None, 
     ``fisher_diag.describe(params, batch)`` which path runs and why.
   """
   return FisherDiagFn(model, state, kind=kind, chunk_size=chunk_size, path=path,
-                      apply_kwargs=apply_kwargs, check_finite=check_finite)
+                      apply_kwargs=apply_kwargs, check_finite=check_finite, devices=devices)
 
 
 def accumulate_fisher_diag(fisher_diag: FisherDiagFn, params: Any, batches: Iterable[Mapping],

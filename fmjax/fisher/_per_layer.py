@@ -245,7 +245,10 @@ def sq_grad_sum(model: nn.Module, apply_kwargs: Mapping, variables: Mapping,
 
   jax.eval_shape(record_shapes, variables, images)
   # Zero perturbations on every layer output: their gradients are the output gradients.
-  zeros = {p: jnp.zeros(s, acc_dtype) for p, s in shapes.items()}
+  # (zeros_like of the images' first element keeps them per-example data: under shard_map
+  # a constant would be replicated, and its gradient summed over devices.)
+  like = jnp.zeros_like(images.reshape(-1)[0], acc_dtype)
+  zeros = {p: jnp.zeros(s, acc_dtype) + like for p, s in shapes.items()}
 
   def log_probs_of(perts):
     logits, records, _ = instrumented_apply(model, variables, images, apply_kwargs, perts)
