@@ -7,8 +7,13 @@ import jax
 from fmjax.task import Edit, MethodSettings, UnlearnTask
 
 
-def finetune(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
-             key: jax.Array) -> Edit:
-  """The identity edit; all the work is the shared fine-tuning that follows."""
+def no_edit(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+            key: jax.Array) -> Edit:
+  """The identity edit: the trained model, nothing masked or frozen. The work of the
+  methods that use it is the training that follows (Finetune's shared fine-tuning, or
+  a successor's procedure)."""
   del model, task, settings, key
   return Edit(params, model_state, None, {}, {})
+
+
+finetune = no_edit

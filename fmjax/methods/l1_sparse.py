@@ -12,10 +12,9 @@ order of the paper's tuned values for CIFAR-10).
 
 from __future__ import annotations
 
-import jax
-
+from fmjax.methods.finetune import no_edit
 from fmjax.procedures import Budget, CrossEntropy, Procedure, Stage
-from fmjax.task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import MethodSettings, UnlearnTask
 
 
 def l1_gamma(gamma: float, epoch: int, epochs: int) -> float:
@@ -23,11 +22,8 @@ def l1_gamma(gamma: float, epoch: int, epochs: int) -> float:
   return gamma * (1.0 - (epoch - 1) / epochs)
 
 
-def l1_sparse(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
-              key: jax.Array) -> Edit:
-  """No edit: the work is the penalised fine-tuning (:func:`l1_sparse_procedure`)."""
-  del model, task, settings, key
-  return Edit(params, model_state, None, {}, {})
+# No edit: the work is the penalised fine-tuning, :func:`l1_sparse_procedure`.
+l1_sparse = no_edit
 
 
 def l1_sparse_procedure(task: UnlearnTask, settings: MethodSettings,

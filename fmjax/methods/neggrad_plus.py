@@ -16,17 +16,12 @@ check, beta = 0.95 at lr 0.01 collapsed the remain accuracy to 11%, beta =
 
 from __future__ import annotations
 
-import jax
-
+from fmjax.methods.finetune import no_edit
 from fmjax.procedures import Budget, NegGradPlus, Procedure, Stage
-from fmjax.task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import MethodSettings, UnlearnTask
 
-
-def neggrad_plus(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
-                 key: jax.Array) -> Edit:
-  """No edit: the work is the procedure (:func:`neggrad_plus_procedure`)."""
-  del model, task, settings, key
-  return Edit(params, model_state, None, {}, {})
+# No edit: the work is :func:`neggrad_plus_procedure`.
+neggrad_plus = no_edit
 
 
 def neggrad_plus_procedure(task: UnlearnTask, settings: MethodSettings,

@@ -16,17 +16,12 @@ Defaults: 10 epochs at lr 0.1 (SalUn's README for ResNet-18 on CIFAR-10);
 
 from __future__ import annotations
 
-import jax
-
+from fmjax.methods.finetune import no_edit
 from fmjax.procedures import Budget, CrossEntropy, Procedure, Stage
-from fmjax.task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import MethodSettings, UnlearnTask
 
-
-def random_label(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
-                 key: jax.Array) -> Edit:
-  """No edit: the work is the procedure (:func:`random_label_procedure`)."""
-  del model, task, settings, key
-  return Edit(params, model_state, None, {}, {})
+# No edit: the work is :func:`random_label_procedure`.
+random_label = no_edit
 
 
 def random_label_procedure(task: UnlearnTask, settings: MethodSettings,

@@ -21,17 +21,12 @@ act within 3 epochs, so the rate is constant here.
 
 from __future__ import annotations
 
-import jax
-
+from fmjax.methods.finetune import no_edit
 from fmjax.procedures import Budget, Procedure, ScrubMax, ScrubMin, Stage
-from fmjax.task import Edit, MethodSettings, UnlearnTask
+from fmjax.task import MethodSettings, UnlearnTask
 
-
-def scrub(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
-          key: jax.Array) -> Edit:
-  """No edit: the student starts as the original model (see :func:`scrub_procedure`)."""
-  del model, task, settings, key
-  return Edit(params, model_state, None, {}, {})
+# No edit: the student starts as the original model; the work is :func:`scrub_procedure`.
+scrub = no_edit
 
 
 def scrub_procedure(task: UnlearnTask, settings: MethodSettings, budget: Budget) -> Procedure:

@@ -12,7 +12,7 @@ import flax.linen as nn
 
 from fmjax.models.densenet import DenseNet, densenet
 from fmjax.models.googlenet import GoogLeNet, googlenet
-from fmjax.models.resnet import BasicBlock, CifarResNet, ResNet18, resnet18, resnet20, resnet50
+from fmjax.models.resnet import BasicBlock, CifarResNet, resnet18, resnet20, resnet50
 from fmjax.models.small_cnn import SmallCNN, small_cnn
 from fmjax.models.vgg import VGG, vgg16
 
@@ -31,6 +31,6 @@ def get_model(name: str, num_classes: int) -> nn.Module:
   return MODELS[name](num_classes)
 
 
-__all__ = ["MODELS", "VGG", "BasicBlock", "CifarResNet", "DenseNet", "GoogLeNet", "ResNet18",
-           "SmallCNN", "densenet", "get_model", "googlenet", "resnet18", "resnet20", "resnet50",
+__all__ = ["MODELS", "VGG", "BasicBlock", "CifarResNet", "DenseNet", "GoogLeNet", "SmallCNN",
+           "densenet", "get_model", "googlenet", "resnet18", "resnet20", "resnet50",
            "small_cnn", "vgg16"]

@@ -54,18 +54,21 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-  """ResNet for 32x32-style inputs: conv-BN-ReLU, 3 stages of basic blocks, GAP, Dense.
+  """ResNet for 32x32-style inputs: conv-BN-ReLU, stages of basic blocks, GAP, Dense.
 
   Attributes:
     num_classes: output logits.
     blocks_per_stage: n in 6n+2 (3 for ResNet20, 8 for the paper's ResNet50).
-    widths: channels of the three stages.
+    widths: channels of the stages (three for He et al.'s nets, four for ResNet-18).
+    shortcut: 'A' (parameter-free, He et al.'s CIFAR nets) or 'B' (1x1 conv + BN,
+      ResNet-18) where a block changes shape.
 
   Input: images [B, H, W, C] float (any H, W, C); output: logits [B, num_classes].
   """
   num_classes: int = 10
   blocks_per_stage: int = 3
   widths: Sequence[int] = (16, 32, 64)
+  shortcut: str = "A"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -75,42 +78,21 @@ class CifarResNet(nn.Module):
     for stage, width in enumerate(self.widths):
       for block in range(self.blocks_per_stage):
         stride = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(width, stride, name=f"stage{stage + 1}_block{block + 1}")(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, name="classifier")(x)
-
-
-class ResNet18(nn.Module):
-  """ResNet-18 in its CIFAR form, the model of the unlearning protocol's tables
-  (SalUn, "Model Sparsity Can Simplify Machine Unlearning", SSD, SCRUB): a 3x3
-  stem with 64 channels and no max-pool, four stages of two basic blocks with
-  64/128/256/512 channels (stride 2 from the second stage on), option-B
-  shortcuts (1x1 conv + BN), global average pooling and a Dense layer:
-  11,173,962 parameters for 10 classes.
-
-  Input: images [B, H, W, C] float; output: logits [B, num_classes].
-  """
-  num_classes: int = 10
-  widths: Sequence[int] = (64, 128, 256, 512)
-  blocks_per_stage: int = 2
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = nn.Conv(self.widths[0], (3, 3), padding=1, use_bias=False, kernel_init=conv_init,
-                name="conv_init")(x)
-    x = nn.relu(batch_norm(train, "bn_init")(x))
-    for stage, width in enumerate(self.widths):
-      for block in range(self.blocks_per_stage):
-        stride = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(width, stride, shortcut="B",
+        x = BasicBlock(width, stride, shortcut=self.shortcut,
                        name=f"stage{stage + 1}_block{block + 1}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name="classifier")(x)
 
 
-def resnet18(num_classes: int = 10) -> ResNet18:
-  """ResNet-18, CIFAR form (11.2M parameters for 10 classes)."""
-  return ResNet18(num_classes=num_classes)
+def resnet18(num_classes: int = 10) -> CifarResNet:
+  """ResNet-18 in its CIFAR form, the model of the unlearning protocol's tables
+  (SalUn, "Model Sparsity Can Simplify Machine Unlearning", SSD, SCRUB): a 3x3
+  stem with 64 channels and no max-pool, four stages of two basic blocks with
+  64/128/256/512 channels (stride 2 from the second stage on), option-B
+  shortcuts (1x1 conv + BN), global average pooling and a Dense layer:
+  11,173,962 parameters for 10 classes."""
+  return CifarResNet(num_classes=num_classes, blocks_per_stage=2, widths=(64, 128, 256, 512),
+                     shortcut="B")
 
 
 def resnet20(num_classes: int = 10) -> CifarResNet:
