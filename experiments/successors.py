@@ -42,10 +42,11 @@ LR_GRID = {"salun": (0.1, 0.01), "random_label": (0.1, 0.01), "scrub": (5e-4, 0.
 SETTINGS = (("class 0", {"forget_classes": (0,)}), ("random 10%", {"forget_random": 0.1}))
 
 
-def units(setting: str, forget: dict, *, max_epochs: int | None) -> list[Unit]:
+def units(setting: str, forget: dict, *, max_epochs: int | None,
+          methods: tuple[str, ...] = PAPER_METHODS + SUCCESSORS) -> list[Unit]:
   """One unit per method (SSD twice) that can serve ``forget``."""
   out = []
-  for name in PAPER_METHODS + SUCCESSORS:
+  for name in methods:
     method = METHODS[name]
     if method.classes_only and "forget_classes" not in forget:
       continue   # TF-IDF compares classes: it cannot forget a random subset
@@ -67,7 +68,7 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
   """The protocol on ``dataset``/``model`` (default: the offline CPU form).
 
   Args:
-    small: the smoke form on digits.
+    small: the smoke form on digits (Retrain, FisherMask and the successors).
     train, unlearn: overrides of the original's training and of every unit.
     seeds: unlearning seeds (also the random forget subsets' seeds).
     max_epochs: cap on every training method's epochs (None: their own).
@@ -77,9 +78,12 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
   train = {**TRAIN, **(train or {})} if dataset == "fashion_mnist" else dict(train or {})
   unlearn = {**({} if small else UNLEARN), **(unlearn or {})}
   all_units = []
+  # The smoke form: Retrain, FisherMask and the successors (class_removal's smoke form
+  # runs every paper method).
+  methods = ("retrain", "fisher_mask") + SUCCESSORS if small else PAPER_METHODS + SUCCESSORS
   for setting, forget in SETTINGS:
     all_units += [Unit(u.setting, u.line, u.method, u.original, {**unlearn, **u.unlearn})
-                  for u in units(setting, forget, max_epochs=max_epochs)]
+                  for u in units(setting, forget, max_epochs=max_epochs, methods=methods)]
   exp = Experiment(
       name="successors",
       title=f"FisherMask and its successors under the unlearning protocol: {dataset}, {model}",
