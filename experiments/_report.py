@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import pathlib
 import textwrap
 from collections import defaultdict
@@ -285,21 +286,31 @@ def _protocol_lines(exp: Experiment, results, setting: str):
 
 
 def _best_of_groups(lines):
-  """Each sweep group's line with the smallest mean gap; other lines as they are."""
+  """Each sweep group's line with the smallest mean gap (the first on a tie, a line
+  without a gap last), at the group's first position; other lines as they are."""
+  def gap(item):
+    g = _mean(item[2])
+    return math.inf if g is None else g
+
   best: dict[str, tuple] = {}
-  out = []
   for item in lines:
-    unit, _, gaps = item
-    if unit.group is None:
+    group = item[0].group
+    if group is not None and (group not in best or gap(item) < gap(best[group])):
+      best[group] = item
+  out, shown = [], set()
+  for item in lines:
+    group = item[0].group
+    if group is None:
       out.append(item)
-      continue
-    g = _mean(gaps)
-    if unit.group not in best:
-      out.append(unit.group)     # placeholder keeps the group's position
-      best[unit.group] = item
-    elif g is not None and (_mean(best[unit.group][2]) is None or g < _mean(best[unit.group][2])):
-      best[unit.group] = item
-  return [best[x] if isinstance(x, str) else x for x in out]
+    elif group not in shown:
+      shown.add(group)
+      out.append(best[group])
+  return out
+
+
+def _sd(values) -> float:
+  """Standard deviation over seeds, ddof=1 as in the tables (0 for one seed)."""
+  return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _protocol_row(setting, unit, ps, gaps) -> list[str]:
@@ -503,12 +514,11 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
   height = 0.32 * max(len(items) for _, items in panels) + 1.6
   fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels) + 0.6, height),
                            squeeze=False)
-  top = max(_mean(x[2]) + (np.std(x[2], ddof=1) if len(x[2]) > 1 else 0.0)
-            for _, items in panels for x in items)
+  top = max(_mean(x[2]) + _sd(x[2]) for _, items in panels for x in items)
   for ax, (setting, items) in zip(axes[0], panels, strict=True):
     y = np.arange(len(items))
     means = [_mean(x[2]) for x in items]
-    errs = [np.std(x[2], ddof=1) if len(x[2]) > 1 else 0.0 for x in items]
+    errs = [_sd(x[2]) for x in items]
     colors = ["tab:blue" if x[0].method == HIGHLIGHT else
               ("#8fb3d9" if get_method(x[0].method).family == "paper" else "tab:orange")
               for x in items]

@@ -104,6 +104,15 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return math.ceil(num_examples / min(batch_size, num_examples))
 
 
+def step_indices(order: np.ndarray, step: int, batch_size: int) -> np.ndarray:
+  """The examples of ``step`` in an epoch ``order``; a ragged last batch is filled up
+  from the start of the order, so every step has one compiled shape."""
+  idx = order[step * batch_size:(step + 1) * batch_size]
+  if len(idx) < batch_size:
+    idx = np.concatenate([idx, order[:batch_size - len(idx)]])
+  return idx
+
+
 class Finetuner:
   """Runs fine-tuning epochs on a set of training indices.
 
@@ -170,9 +179,7 @@ class Finetuner:
     sums = {"loss": 0.0, "accuracy": 0.0}
     step_losses = []
     for i in range(self.steps_per_epoch):
-      idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-      if len(idx) < self.batch_size:   # keep one compiled shape: wrap around
-        idx = np.concatenate([idx, order[:self.batch_size - len(idx)]])
+      idx = step_indices(order, i, self.batch_size)
       t = (epoch - 1) * self.steps_per_epoch + i
       key = jax.random.fold_in(self.key, t)
       lr = np.float32(self.lr(t))
@@ -201,13 +208,7 @@ def _compiled_procedure_step(model: nn.Module, objective: Any, paired: bool, mom
     def loss_fn(params):
       return objective(model, params, state.model_state, batch, forget_batch, teacher, coef)
 
-    (loss, (model_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
-    deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, deltas)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-    return training.TrainState(params, model_state, opt_state), {"loss": loss,
-                                                                  "accuracy": accuracy}
+    return training.optimizer_step(optimizer, state, loss_fn, batch["label"])
 
   return _compiled.compiled(
       ("procedure_step", model, objective, paired, momentum, weight_decay, augment),
@@ -319,9 +320,7 @@ class ProcedureRunner:
       coef = np.float32(stage.coef_at(epoch))
       lr = np.float32(self.procedure.lr)
       for i in range(self._steps(stage)):
-        idx = order[i * batch:(i + 1) * batch]
-        if len(idx) < batch:   # keep one compiled shape: wrap around
-          idx = np.concatenate([idx, order[:batch - len(idx)]])
+        idx = step_indices(order, i, batch)
         f_idx = None
         if stage.stream == "paired":   # the forget stream cycles
           f_idx = np.take(f_order, np.arange(i * f_batch, (i + 1) * f_batch), mode="wrap")

@@ -80,14 +80,26 @@ def train_step(model: nn.Module, optimizer: optax.GradientTransformation, state:
   def loss_fn(params):
     logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
                                   train=True, mutable=list(state.model_state))
-    return cross_entropy(logits, batch["label"]), (logits, updates)
+    return cross_entropy(logits, batch["label"]), ({**state.model_state, **updates}, logits)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return optimizer_step(optimizer, state, loss_fn, batch["label"])
+
+
+def optimizer_step(optimizer: optax.GradientTransformation, state: TrainState,
+                   loss_fn: Callable[[Any], tuple[jax.Array, tuple[Any, jax.Array]]],
+                   labels: jax.Array) -> tuple[TrainState, dict]:
+  """One optimiser step on ``loss_fn(params) -> (loss, (new_model_state, logits))``.
+
+  Shared by training, fine-tuning and every method's own procedure
+  (:mod:`fmjax.procedures`). Returns the new state and ``{'loss', 'accuracy'}``,
+  the accuracy of ``logits`` against ``labels``.
+  """
+  (loss, (model_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
   deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, deltas)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-  return TrainState(params, {**state.model_state, **updates}, opt_state), {
-      "loss": loss, "accuracy": accuracy}
+  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+  return TrainState(params, model_state, opt_state), {"loss": loss, "accuracy": accuracy}
 
 
 # ---------------------------------------------------------------------------

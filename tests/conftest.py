@@ -133,3 +133,21 @@ def mlp_setup():
   y = jax.random.randint(jax.random.key(4), (9,), 0, 3)
   params, state = init_with_stats(model, x)
   return model, params, state, x, y
+
+
+@pytest.fixture(scope="module")
+def digits():
+  """scikit-learn's 8x8 digits as an fmjax dataset (real data, no download)."""
+  from fmjax import data
+  return data.load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, digits):
+  """A small CNN trained on digits with the paper's MNIST settings (constant lr 0.01,
+  batch 128), 3 epochs instead of 30 (about 5 s); its work directory."""
+  from fmjax import training
+  workdir = tmp_path_factory.mktemp("digits") / "train"
+  training.train(training.default_config("digits", "small_cnn", epochs=3), workdir,
+                 dataset=digits, progress=False)
+  return str(workdir)

@@ -14,16 +14,12 @@ import fmjax
 from experiments import report as report_cli
 from experiments import run as run_cli
 from fmjax import __main__ as cli
-from fmjax import checkpoints, data, training, unlearning
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
+from fmjax import checkpoints, training, unlearning
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, digits):
+  """One epoch suffices here (conftest's `trained` has three); `digits` is conftest's."""
   workdir = tmp_path_factory.mktemp("errors") / "train"
   training.train(training.default_config("digits", "small_cnn", epochs=1), workdir,
                  dataset=digits, progress=False)

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from fmjax import checkpoints, data, training
+from fmjax import checkpoints, training
 from fmjax._faults import ENV
 
 TIMING = ("seconds", "examples_per_s")
@@ -57,11 +57,6 @@ def params_of(workdir, ds):
 def same_leaves(a, b):
   return all(np.array_equal(x, y) for x, y in
              zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

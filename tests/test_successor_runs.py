@@ -18,18 +18,7 @@ from fmjax.methods import METHODS
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "paper_methods_digits.json"
 
 
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, digits):
-  """The small CNN on digits, 3 epochs at the paper's MNIST rate (about 5 s)."""
-  workdir = tmp_path_factory.mktemp("digits") / "train"
-  training.train(training.default_config("digits", "small_cnn", epochs=3), workdir,
-                 dataset=digits, progress=False)
-  return str(workdir)
+# `digits` and `trained` (the small CNN, 3 epochs on digits) come from conftest.py.
 
 
 def _run(trained, digits, workdir, method, **kw):

@@ -13,11 +13,6 @@ from fmjax import __main__ as cli
 from fmjax import checkpoints, data, training
 
 
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
-
-
 def _config(**kw):
   return training.default_config("digits", "small_cnn", **{"epochs": 3, "batch_size": 64,
                                                             "lr": 0.05, **kw})

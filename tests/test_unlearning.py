@@ -10,23 +10,10 @@ import numpy as np
 import pytest
 
 from fmjax import __main__ as cli
-from fmjax import checkpoints, data, training, unlearning
+from fmjax import checkpoints, training, unlearning
 from fmjax.methods import METHODS, MethodSettings, UnlearnTask, get_method
 
-
-@pytest.fixture(scope="module")
-def digits():
-  return data.load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, digits):
-  """A small CNN trained on digits with the paper's MNIST settings (constant lr 0.01,
-  batch 128), 3 epochs instead of 30 (about 5 s)."""
-  workdir = tmp_path_factory.mktemp("digits") / "train"
-  config = training.default_config("digits", "small_cnn", epochs=3)
-  training.train(config, workdir, dataset=digits, progress=False)
-  return str(workdir)
+# `digits` and `trained` (the small CNN, 3 epochs on digits) come from conftest.py.
 
 
 def _run(trained, digits, workdir, method, progress=False, **kw):
