@@ -1,0 +1,140 @@
+"""Several processes on JAX's distributed runtime: 2 real processes on this machine.
+
+The test starts two Python processes that talk over the loopback interface
+(gloo CPU collectives), each with 2 forced host devices, so the mesh spans 4
+devices in 2 processes. Each process also computes the single-device result
+locally; process 0 reports both. The test stops its processes itself (timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fmjax import distributed
+
+WORKER = textwrap.dedent('''
+    import json
+    from fmjax import distributed
+    assert distributed.initialize(timeout_s=120)
+    import jax, jax.numpy as jnp, numpy as np
+    import fmjax
+    from fmjax import data, sharding, training
+    from fmjax.models import get_model
+    from tests.conftest import rel_error
+    ds = data.load_dataset("digits")
+    images, labels = ds.train_images[:200], ds.train_labels[:200]
+    model = get_model("small_cnn", 10)
+    opt = training.sgd(0.01)
+    init = training.init_train_state(model, opt, jax.random.key(0), (1, 8, 8, 1))
+
+    def steps(mesh):   # ten augmented steps of batch 37: padded to 40 on 4 devices
+      step = training.make_epoch_step(model, opt, ds.mean, ds.std, True, mesh)
+      state = sharding.replicate(init, mesh)
+      x, y = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)), mesh)
+      for t in range(10):
+        idx = np.random.default_rng(t).permutation(200)[:37]
+        state, m = step(state, x, y, idx, jax.random.key(t))
+      return sharding.to_host(state)
+
+    mesh = sharding.data_mesh()
+    batch = {"image": data.normalize(images[:45], ds.mean, ds.std), "label": labels[:45]}
+    out = {"processes": jax.process_count(), "devices": mesh.size,
+           "local": len(jax.local_devices())}
+    for kind in ("empirical", "true"):
+      for path in ("per_layer", "vmap"):
+        ref = fmjax.make_fisher_diag(model, init.model_state, kind=kind, path=path,
+                                     chunk_size=8, devices=1).sum(init.params, batch)
+        got = fmjax.make_fisher_diag(model, init.model_state, kind=kind, path=path,
+                                     chunk_size=8, devices=mesh).sum(init.params, batch)
+        out[f"fisher/{kind}/{path}"] = [rel_error(sharding.to_host(got.total),
+                                                  sharding.to_host(ref.total)),
+                                        float(got.count)]
+    ref, got = steps(None), steps(mesh)
+    out["steps"] = [rel_error(got.params, ref.params), rel_error(got.model_state,
+                                                                 ref.model_state)]
+    if distributed.is_writer():
+      print("RESULT " + json.dumps(out), flush=True)
+    jax.distributed.shutdown()
+''')
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_processes():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+           "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid), "PYTHONPATH": root}
+    procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, cwd=root, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  outputs = []
+  try:
+    for p in procs:
+      outputs.append(p.communicate(timeout=300))
+  finally:
+    for p in procs:   # never leave a process behind, whatever happened
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outputs, strict=True):
+    assert p.returncode == 0, err[-3000:]
+  lines = [ln for ln in outputs[0][0].splitlines() if ln.startswith("RESULT ")]
+  assert len(lines) == 1 and not any(ln.startswith("RESULT ") for ln in
+                                     outputs[1][0].splitlines()), "only process 0 reports"
+  return json.loads(lines[0][len("RESULT "):])
+
+
+@pytest.mark.scale   # make test-scale (CI): real processes, about 40 s
+def test_the_mesh_spans_both_processes(two_processes):
+  assert two_processes["processes"] == 2
+  assert two_processes["devices"] == 4 and two_processes["local"] == 2
+
+
+@pytest.mark.scale
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_a_fisher_pass_over_two_processes_equals_one_device(two_processes, kind, path):
+  err, count = two_processes[f"fisher/{kind}/{path}"]
+  assert err < 1e-6
+  assert count == 45   # 45 examples on 4 devices: the 3 padding examples never count
+
+
+@pytest.mark.scale
+def test_ten_training_steps_over_two_processes_equal_one_device(two_processes):
+  params_err, stats_err = two_processes["steps"]
+  assert params_err < 1e-5 and stats_err < 1e-5
+
+
+def test_a_single_process_needs_no_initialisation(monkeypatch):
+  for k in (distributed.ENV_COUNT, distributed.ENV_AUTO):
+    monkeypatch.delenv(k, raising=False)
+  assert distributed.initialize() is False
+  monkeypatch.setenv(distributed.ENV_COUNT, "1")
+  assert distributed.initialize() is False
+
+
+def test_an_incomplete_environment_says_what_to_set(monkeypatch):
+  monkeypatch.setenv(distributed.ENV_COUNT, "2")
+  monkeypatch.delenv(distributed.ENV_ADDRESS, raising=False)
+  monkeypatch.setenv(distributed.ENV_ID, "0")
+  with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS is not set"):
+    distributed.initialize()
+  monkeypatch.setenv(distributed.ENV_ADDRESS, "127.0.0.1:1")
+  monkeypatch.setenv(distributed.ENV_ID, "2")
+  with pytest.raises(ValueError, match=r"JAX_PROCESS_ID must be in 0..1, got 2"):
+    distributed.initialize()
