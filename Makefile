@@ -26,9 +26,10 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
-        lr-ablation report compare test-prepare successors successors-cifar10
+        lr-ablation report compare test-prepare test-scale successors successors-cifar10 \
+        bench-scale
 
-RUN_EXP := $(BIN)/python -m experiments.run
+RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES))
 # Prepare a dataset with tensorflow-datasets unless it loads already (needs a network).
 define need_data
 	$(BIN)/python -m fmjax data check --dataset $(1) $(DATA_ARGS) \
@@ -116,7 +117,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow and not prepare" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not prepare and not scale" tests
+
+## Whole runs on 1, 2 and 8 forced CPU devices, the command line's --devices, and 2 real
+## processes joined over loopback (CI runs it after `make test`; about 2 minutes).
+test-scale: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "scale and not slow" tests
 
 ## The data-preparation paths with TensorFlow installed: tiny archives in the official
 ## formats through tensorflow-datasets' own download-and-prepare, and `make
@@ -150,6 +156,13 @@ lint: $(STAMP)
 ## Fisher throughput of ResNet20 versus a training step, one JSON line per figure.
 bench-fisher: $(STAMP)
 	$(BIN)/python benchmarks/bench_fisher.py $(BENCH_ARGS)
+
+## The Fisher pass and training over 1, 2, 4 and 8 devices (forced CPU host devices here;
+## SCALE_ARGS="--cpu-devices 0" on a machine with several GPUs) and the Fisher's peak memory
+## at N = 1k, 4k, 16k examples: JSON lines and a table.
+SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -17,6 +17,7 @@ import json
 import pathlib
 import sys
 import time
+from typing import Any
 
 from experiments._spec import Experiment, slug
 from fmjax import checkpoints, data, training, unlearning
@@ -40,8 +41,11 @@ def finished_summary(unit_path: pathlib.Path) -> dict | None:
 
 
 def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = None,
-        progress: bool | None = None) -> dict:
+        progress: bool | None = None, devices: Any = None) -> dict:
   """Trains the originals and runs every (unit, seed) not finished yet.
+
+  ``devices`` (a count, or None = all) splits every batch across devices
+  (:mod:`fmjax.sharding`).
 
   Returns:
     ``{'trained': [...], 'ran': [...], 'skipped': [...], 'seconds': {...}}``.
@@ -60,7 +64,7 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
     say(f"== original {key}: {orig.model} on {orig.dataset}, {config.epochs} epochs")
     start = time.perf_counter()
     training.train(config, original_dir(root, key), dataset=datasets[orig.dataset],
-                   progress=progress)
+                   progress=progress, devices=devices)
     seconds[f"train {key}"] = time.perf_counter() - start
   ran, skipped = [], []
   total = len(exp.units) * len(exp.seeds)
@@ -79,7 +83,7 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
       say(f"== [{done}/{total}] {label}")
       start = time.perf_counter()
       unlearning.unlearn(config, out, dataset=datasets[orig.dataset],
-                                  progress=False if progress is False else None)
+                         progress=False if progress is False else None, devices=devices)
       seconds[label] = time.perf_counter() - start
       ran.append(label)
   return {"ran": ran, "skipped": skipped, "seconds": seconds}

@@ -24,6 +24,7 @@ import time
 
 from experiments import EXPERIMENTS, _overrides, _report, _runner
 from experiments._spec import sweep_lr
+from fmjax import distributed
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                       "picks the best by the average gap to Retrain")
   p.add_argument("--data-dir", default=None,
                  help="dataset directory (default: $FMJAX_DATA_DIR or ~/fmjax_data)")
+  p.add_argument("--devices", type=int, default=None, metavar="N",
+                 help="split every batch across N devices (default: all)")
   p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
   p.add_argument("--debug", action="store_true",
                  help="on an error, print the full traceback instead of one line")
@@ -73,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
           "train.epochs=1 --set train.train_limit=300 --set seeds=0).", file=sys.stderr)
     return 2
   try:
+    distributed.initialize()   # several processes when the environment names them
     exp = _overrides.apply(module.get_config(**kwargs), _overrides.parse(args.set))
     exp = sweep_lr(exp, _overrides.parse_grids(args.lr_grid))
     start = time.perf_counter()
     outcome = _runner.run(exp, workdir, data_dir=args.data_dir,
-                          progress=False if args.quiet else None)
+                          progress=False if args.quiet else None, devices=args.devices)
     paths = _report.build(workdir)
   except (ValueError, FileNotFoundError) as e:
     if args.debug:

@@ -17,6 +17,10 @@ The building blocks, each in a module named for what it holds:
 * :mod:`fmjax.readouts` -- the one evaluation routine: accuracies, volatility,
   membership inference, relearn time.
 * :mod:`fmjax.unlearning` -- a whole unlearning run from a checkpoint, resumable.
+* :mod:`fmjax.sharding` -- the data mesh every phase runs on; batch splitting
+  and zero-weight padding.
+* :mod:`fmjax.distributed` -- several processes or hosts, joined from the
+  environment.
 """
 
 from fmjax import _xla_flags

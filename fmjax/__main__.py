@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from fmjax import _fields, data, training, unlearning
+from fmjax import _fields, data, distributed, training, unlearning
 from fmjax.methods import METHODS, MethodSettings
 from fmjax.models import MODELS
 
@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
         f"epochs, batch {config.batch_size}, lr {config.lr} (x{config.decay_factor} after "
         f"{list(config.decay_epochs) or 'never'}), seed {config.seed}", file=sys.stderr)
   result = training.train(config, args.workdir, data_dir=args.data_dir,
-                          progress=False if args.quiet else None)
+                          progress=False if args.quiet else None, devices=args.devices)
   if result.metrics:
     last = result.metrics[-1]
     print(f"done: epoch {last['epoch']}, test accuracy {last['test_accuracy']:.4f}",
@@ -53,7 +53,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     return 0
   result = unlearning.unlearn(config, args.workdir, data_dir=args.data_dir,
                               progress=False if args.quiet else None,
-                              allow_partial=args.allow_partial)
+                              allow_partial=args.allow_partial, devices=args.devices)
   if args.quiet:
     print(unlearning.summary_line(result.summary))
   return 0
@@ -82,6 +82,10 @@ def parser() -> argparse.ArgumentParser:
                       help="print the resolved config as JSON and exit (nothing is written)")
   common.add_argument("--debug", action="store_true",
                       help="on an error, print the full traceback instead of one line")
+  common.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="split every batch across N devices (default: all; not part of "
+                           "the config: results agree across device counts up to the order "
+                           "of floating-point sums)")
   debug = argparse.ArgumentParser(add_help=False)
   debug.add_argument("--debug", action="store_true",
                      help="on an error, print the full traceback instead of one line")
@@ -148,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   try:
+    distributed.initialize()   # several processes when the environment names them
     return args.func(args)
   except (ValueError, FileNotFoundError, data.PrepareError) as e:
     if args.debug:

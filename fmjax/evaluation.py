@@ -11,22 +11,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax import _compiled
+from fmjax import _compiled, sharding
 from fmjax.data.preprocess import normalize
 
 
-def make_predict_fn(model: nn.Module, mean: Any, std: Any) -> Callable:
+def make_predict_fn(model: nn.Module, mean: Any, std: Any, mesh: Any = None) -> Callable:
   """``predict(params, model_state, images_uint8 [B, H, W, C]) -> logits [B, K]``.
 
   One compiled program per model (mean and std are arguments), shared by every
-  predict function of that model in the process.
+  predict function of that model in the process. With a ``mesh``
+  (:mod:`fmjax.sharding`) the images are split across its devices (B must
+  divide by the device count; :func:`predict_all` pads) and the parameters
+  replicated.
   """
   mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
   compiled = _compiled_predict(model)
-  return functools.partial(_call_predict, compiled, mean, std)
+  predict = functools.partial(_call_predict, compiled, mean, std, mesh)
+  predict.mesh = mesh
+  return predict
 
 
-def _call_predict(compiled, mean, std, params, model_state, images):
+def _call_predict(compiled, mean, std, mesh, params, model_state, images):
+  if mesh is not None:
+    images = sharding.host_batch({"image": images}, mesh)["image"]
+    params, model_state = sharding.replicate((params, model_state), mesh)
   return compiled(params, model_state, images, mean, std)
 
 
@@ -40,17 +48,23 @@ def _compiled_predict(model: nn.Module) -> Callable:
 
 def predict_all(predict: Callable, params: Any, model_state: Any, images: np.ndarray,
                 batch_size: int = 500) -> np.ndarray:
-  """Logits for all ``images`` in batches; the last batch is padded (one compile)."""
+  """Logits for all ``images`` in batches; the last batch is padded (one compile).
+
+  With a mesh, the batch size is rounded up to a multiple of the device count.
+  """
   if len(images) == 0:
     return np.zeros((0, 0), np.float32)
   size = min(batch_size, len(images))
+  mesh = getattr(predict, "mesh", None)
+  if mesh is not None:
+    size = sharding.padded_size(size, mesh.size)
   out = []
   for i in range(0, len(images), size):
     chunk = images[i:i + size]
     n = len(chunk)
     if n < size:
       chunk = np.concatenate([chunk, np.zeros((size - n,) + chunk.shape[1:], chunk.dtype)])
-    out.append(np.asarray(predict(params, model_state, chunk))[:n])
+    out.append(sharding.to_host(predict(params, model_state, chunk))[:n])
   return np.concatenate(out)
 
 

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fmjax import _compiled, schedules, training
+from fmjax import _compiled, schedules, sharding, training
 
 
 def finetune_optimizer(lr: Any = 1.0, freeze: Any = None, *, momentum: float,
@@ -60,18 +60,20 @@ def _zero_where(mask: Any) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool):
-  """One jitted fine-tuning step per (model, optimiser settings, augmentation):
+def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool,
+                   mesh: Any = None):
+  """One jitted fine-tuning step per (model, optimiser settings, augmentation, mesh):
   :func:`fmjax.training.train_step` with the optimiser built around the traced
-  ``lr`` and ``freeze``."""
+  ``lr`` and ``freeze``; with a mesh the batch is split across its devices."""
 
   def step(state, images, labels, idx, key, lr, freeze, mean, std):
-    batch = training.gather_batch(images, labels, idx, key, mean, std, augment=augment)
+    batch = training.gather_batch(images, labels, idx, key, mean, std, augment=augment,
+                                  mesh=mesh)
     optimizer = finetune_optimizer(lr, freeze, momentum=momentum, weight_decay=weight_decay)
     return training.train_step(model, optimizer, state, batch)
 
   return _compiled.compiled(
-      ("finetune_step", model, momentum, weight_decay, augment),
+      ("finetune_step", model, momentum, weight_decay, augment, mesh),
       lambda: (jax.jit(step), finetune_optimizer(momentum=momentum, weight_decay=weight_decay)))
 
 
@@ -133,12 +135,15 @@ class Finetuner:
     augment: random crop and flip.
     seed: epoch orders and augmentation keys derive from (seed, epoch), so a
       resumed run repeats exactly the epochs an uninterrupted run would.
+    mesh: split every batch across these devices (:mod:`fmjax.sharding`;
+      ``images``, ``labels`` and the state should be replicated on it), or
+      None for one device.
   """
 
   def __init__(self, model: nn.Module, images: Any, labels: Any, indices: np.ndarray, *,
                mean: Any, std: Any, lr: float | optax.Schedule, momentum: float,
                weight_decay: float, batch_size: int, augment: bool, seed: int,
-               freeze: Any = None):
+               freeze: Any = None, mesh: Any = None):
     if len(indices) == 0:
       raise ValueError("fine-tuning needs at least one training example.")
     self.indices = np.asarray(indices)
@@ -150,8 +155,9 @@ class Finetuner:
     self.mean = jnp.asarray(mean, jnp.float32)
     self.std = jnp.asarray(std, jnp.float32)
     self.freeze = freeze
+    self.mesh = mesh
     self.step, self.optimizer = _compiled_step(model, float(momentum), float(weight_decay),
-                                               bool(augment))
+                                               bool(augment), mesh)
     self.key = jax.random.key(seed)
 
   def init(self, params: Any, model_state: Any) -> training.TrainState:
@@ -195,23 +201,26 @@ class Finetuner:
 
 
 def _compiled_procedure_step(model: nn.Module, objective: Any, paired: bool, momentum: float,
-                             weight_decay: float, augment: bool):
-  """One jitted step of a procedure's stage per (model, objective, optimiser settings)."""
+                             weight_decay: float, augment: bool, mesh: Any = None):
+  """One jitted step of a procedure's stage per (model, objective, optimiser settings,
+  mesh)."""
 
   def step(state, teacher, images, labels, idx, forget_idx, key, lr, coef, freeze, mean, std):
     k1, k2 = jax.random.split(key)
-    batch = training.gather_batch(images, labels, idx, k1, mean, std, augment=augment)
+    batch = training.gather_batch(images, labels, idx, k1, mean, std, augment=augment,
+                                  mesh=mesh)
     forget_batch = (training.gather_batch(images, labels, forget_idx, k2, mean, std,
-                                          augment=augment) if paired else None)
+                                          augment=augment, mesh=mesh) if paired else None)
     optimizer = finetune_optimizer(lr, freeze, momentum=momentum, weight_decay=weight_decay)
 
     def loss_fn(params):
       return objective(model, params, state.model_state, batch, forget_batch, teacher, coef)
 
-    return training.optimizer_step(optimizer, state, loss_fn, batch["label"])
+    return training.optimizer_step(optimizer, state, loss_fn, batch["label"],
+                                   sharding.example_weight(batch))
 
   return _compiled.compiled(
-      ("procedure_step", model, objective, paired, momentum, weight_decay, augment),
+      ("procedure_step", model, objective, paired, momentum, weight_decay, augment, mesh),
       lambda: jax.jit(step))
 
 
@@ -244,12 +253,13 @@ class ProcedureRunner:
     freeze: True where parameters must not move, or None.
     teacher: the original model's ``(params, model_state)`` when the
       procedure needs one.
+    mesh: split every batch across these devices, or None (see :class:`Finetuner`).
   """
 
   def __init__(self, model: nn.Module, procedure: Any, images: Any, labels: Any, *,
                remain: np.ndarray | None, forget: np.ndarray, num_classes: int, mean: Any,
                std: Any, momentum: float, weight_decay: float, augment: bool, seed: int,
-               freeze: Any = None, teacher: Any = None):
+               freeze: Any = None, teacher: Any = None, mesh: Any = None):
     needs_remain = any(s.stream in ("remain", "paired") for s in procedure.stages)
     if needs_remain and (remain is None or len(remain) == 0):
       raise ValueError("this method trains on remain data and the run has none (no_remain).")
@@ -257,7 +267,7 @@ class ProcedureRunner:
       raise ValueError("this procedure needs the original model as its teacher.")
     self.model, self.procedure = model, procedure
     self.images, self.labels = images, labels
-    self.host_labels = np.asarray(jax.device_get(labels))
+    self.host_labels = sharding.to_host(labels)
     self.remain = None if remain is None else np.asarray(remain)
     self.forget = np.asarray(forget)
     self.num_classes = num_classes
@@ -265,7 +275,7 @@ class ProcedureRunner:
     self.std = jnp.asarray(std, jnp.float32)
     self.momentum, self.weight_decay, self.augment = float(momentum), float(weight_decay), bool(
         augment)
-    self.seed, self.freeze, self.teacher = seed, freeze, teacher
+    self.seed, self.freeze, self.teacher, self.mesh = seed, freeze, teacher, mesh
     self.key = jax.random.key(seed)
     self.optimizer = finetune_optimizer(momentum=self.momentum, weight_decay=self.weight_decay)
 
@@ -308,7 +318,8 @@ class ProcedureRunner:
       if not stage.runs_in(epoch):
         continue
       step = _compiled_procedure_step(self.model, stage.objective, stage.stream == "paired",
-                                      self.momentum, self.weight_decay, self.augment)
+                                      self.momentum, self.weight_decay, self.augment,
+                                      self.mesh)
       rng = np.random.default_rng([self.seed, epoch, s_i])
       pool = self._indices(stage)
       order = pool[rng.permutation(len(pool))]

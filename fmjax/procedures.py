@@ -44,23 +44,25 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fmjax import sharding
 from fmjax.training import cross_entropy
 
 Stream = Literal["remain", "forget", "paired"]
 
 
 def distill_kl(student_logits: jax.Array, teacher_logits: jax.Array,
-               temperature: float) -> jax.Array:
+               temperature: float, weight: jax.Array | None = None) -> jax.Array:
   """KL(teacher || student) at temperature T, times T^2, mean over the batch.
 
   The distillation loss of Hinton et al. as SCRUB uses it:
   ``T^2 / B * sum_b sum_k p_t log(p_t / p_s)`` with ``p = softmax(z / T)``.
+  ``weight`` [B] (0 = padding, :mod:`fmjax.sharding`) makes the mean weighted.
   Shapes: [B, K], [B, K] -> [].
   """
   log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature)
   log_pt = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature)
   kl = jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1)
-  return kl.mean() * temperature**2
+  return sharding.weighted_mean(kl, weight) * temperature**2
 
 
 def l1_norm(params: Any) -> jax.Array:
@@ -68,11 +70,16 @@ def l1_norm(params: Any) -> jax.Array:
   return sum(jnp.sum(jnp.abs(p)) for p in jax.tree.leaves(params))
 
 
-def _apply(model, params, model_state, images):
-  """The student in training mode: logits and the updated non-parameter collections."""
-  logits, updates = model.apply({"params": params, **model_state}, images, train=True,
-                                mutable=list(model_state))
+def _apply(model, params, model_state, batch):
+  """The student in training mode: logits and the updated non-parameter collections
+  (BatchNorm's statistics over the real examples of a padded batch)."""
+  logits, updates = model.apply({"params": params, **model_state}, batch["image"],
+                                train=sharding.bn_mode(batch), mutable=list(model_state))
   return logits, {**model_state, **updates}
+
+
+def _ce(logits, batch):
+  return cross_entropy(logits, batch["label"], sharding.example_weight(batch))
 
 
 def _teacher_logits(model, teacher, images):
@@ -89,8 +96,8 @@ class CrossEntropy:
 
   def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
     del forget_batch, teacher
-    logits, model_state = _apply(model, params, model_state, batch["image"])
-    loss = cross_entropy(logits, batch["label"])
+    logits, model_state = _apply(model, params, model_state, batch)
+    loss = _ce(logits, batch)
     if self.l1:
       loss = loss + coef * l1_norm(params)
     return loss, (model_state, logits)
@@ -103,10 +110,9 @@ class NegGradPlus:
 
   def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
     del teacher
-    logits, model_state = _apply(model, params, model_state, batch["image"])
-    forget_logits, model_state = _apply(model, params, model_state, forget_batch["image"])
-    loss = (coef * cross_entropy(logits, batch["label"])
-            - (1.0 - coef) * cross_entropy(forget_logits, forget_batch["label"]))
+    logits, model_state = _apply(model, params, model_state, batch)
+    forget_logits, model_state = _apply(model, params, model_state, forget_batch)
+    loss = coef * _ce(logits, batch) - (1.0 - coef) * _ce(forget_logits, forget_batch)
     return loss, (model_state, logits)
 
 
@@ -117,9 +123,9 @@ class ScrubMax:
 
   def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
     del forget_batch, coef
-    logits, model_state = _apply(model, params, model_state, batch["image"])
+    logits, model_state = _apply(model, params, model_state, batch)
     loss = -distill_kl(logits, _teacher_logits(model, teacher, batch["image"]),
-                       self.temperature)
+                       self.temperature, sharding.example_weight(batch))
     return loss, (model_state, logits)
 
 
@@ -132,9 +138,10 @@ class ScrubMin:
 
   def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
     del forget_batch, coef
-    logits, model_state = _apply(model, params, model_state, batch["image"])
-    kl = distill_kl(logits, _teacher_logits(model, teacher, batch["image"]), self.temperature)
-    loss = self.ce_weight * cross_entropy(logits, batch["label"]) + self.kl_weight * kl
+    logits, model_state = _apply(model, params, model_state, batch)
+    kl = distill_kl(logits, _teacher_logits(model, teacher, batch["image"]), self.temperature,
+                    sharding.example_weight(batch))
+    loss = self.ce_weight * _ce(logits, batch) + self.kl_weight * kl
     return loss, (model_state, logits)
 
 

@@ -180,7 +180,7 @@ class Evaluator:
   def __init__(self, model: nn.Module, task: UnlearnTask, remain_all: np.ndarray, *,
                eval_limit: int | None = 10_000, mia: bool = True, seed: int = 0):
     self.task = task
-    self.predict = evaluation.make_predict_fn(model, task.mean, task.std)
+    self.predict = evaluation.make_predict_fn(model, task.mean, task.std, task.mesh)
     self.remain_idx = task.subsample(remain_all, eval_limit, seed)
     self.forget_pos = task.subsample(np.arange(len(task.forget)), eval_limit, seed + 1)
     self.forget_idx = task.forget[self.forget_pos]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax import _progress
+from fmjax import _progress, sharding
 from fmjax.data.preprocess import normalize
 
 
@@ -41,6 +41,9 @@ class UnlearnTask:
       (aligned with ``forget``), else None.
     progress: progress bars of the methods' scoring passes (None: only on a
       terminal). Changes nothing else.
+    mesh: the devices the scoring passes split their batches across (a
+      :class:`jax.sharding.Mesh`, :mod:`fmjax.sharding`), or None for one
+      device. Changes results only in the order of floating-point sums.
   """
   images: np.ndarray
   labels: np.ndarray
@@ -54,6 +57,7 @@ class UnlearnTask:
   forget_classes: tuple[int, ...] | None = None
   true_labels: np.ndarray | None = None
   progress: bool | None = dataclasses.field(default=None, compare=False)
+  mesh: Any = dataclasses.field(default=None, compare=False)
 
   def __post_init__(self):
     if len(self.forget) == 0:
@@ -79,21 +83,38 @@ class UnlearnTask:
       return "class"
     return "outliers" if self.true_labels is not None else "random"
 
+  @property
+  def devices(self) -> Any:
+    """What the Fisher passes take as ``devices``: the mesh, or 1."""
+    return 1 if self.mesh is None else self.mesh
+
   def batches(self, indices: np.ndarray, batch_size: int, *, labels: np.ndarray | None = None,
-              desc: str | None = None) -> Iterator[dict]:
+              desc: str | None = None, shard: bool = True) -> Iterator[dict]:
     """Normalised float batches ``{'image': [b, H, W, C], 'label': [b]}`` of ``indices``.
 
     ``labels`` overrides the labels (aligned with ``indices``); ``desc`` names
-    a progress bar over the batches (see ``progress``).
+    a progress bar over the batches (see ``progress``). With a ``mesh`` (and
+    ``shard``) each batch is split across its devices and, when ``b`` does not
+    divide by their count, padded with zero-weight examples: it then carries
+    ``'weight'`` [b'] (:func:`fmjax.sharding.host_batch`); consumers weight
+    their sums and cut per-example outputs to :func:`fmjax.sharding.real_size`.
+    The Fisher passes take unsharded batches (``shard=False``) and place
+    them themselves.
     """
     mean, std = jnp.asarray(self.mean), jnp.asarray(self.std)
+    mesh = self.mesh if shard else None
 
     def gen():
       for i in range(0, len(indices), batch_size):
         idx = indices[i:i + batch_size]
         y = self.labels[idx] if labels is None else labels[i:i + batch_size]
-        yield {"image": normalize(jnp.asarray(self.images[idx]), mean, std),
-               "label": jnp.asarray(y, jnp.int32)}
+        if mesh is None:
+          yield {"image": normalize(jnp.asarray(self.images[idx]), mean, std),
+                 "label": jnp.asarray(y, jnp.int32)}
+        else:
+          batch = sharding.host_batch({"image": self.images[idx],
+                                       "label": np.asarray(y, np.int32)}, mesh)
+          yield {**batch, "image": normalize(batch["image"], mean, std)}
 
     return _progress.iterate(gen(), -(-len(indices) // batch_size), desc, self.progress)
 

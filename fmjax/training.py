@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fmjax import _checks, checkpoints, data, evaluation, schedules
+from fmjax import _checks, checkpoints, data, evaluation, schedules, sharding
 from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.models import get_model
@@ -49,10 +49,15 @@ def sgd(learning_rate: float | optax.Schedule, *, momentum: float = 0.9,
                      optax.sgd(learning_rate, momentum=momentum))
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy. Shapes: logits [B, K], labels [B] -> []."""
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), labels).mean()
+def cross_entropy(logits: jax.Array, labels: jax.Array, weight: jax.Array | None = None
+                  ) -> jax.Array:
+  """Mean softmax cross-entropy. Shapes: logits [B, K], labels [B] -> [].
+
+  ``weight`` [B] (0 = a padding example, :mod:`fmjax.sharding`) makes it the
+  weighted mean ``sum(w * ce) / sum(w)``.
+  """
+  return sharding.weighted_mean(optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), labels), weight)
 
 
 def init_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
@@ -76,29 +81,38 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation
 
 def train_step(model: nn.Module, optimizer: optax.GradientTransformation, state: TrainState,
                batch: Mapping) -> tuple[TrainState, dict]:
-  """One SGD step (pure; jit it with the model and optimiser bound)."""
+  """One SGD step (pure; jit it with the model and optimiser bound).
+
+  A padded batch (with ``'weight'``, :func:`fmjax.sharding.shard_examples`)
+  counts its real examples only, in the loss and in BatchNorm's statistics.
+  """
+  weight = sharding.example_weight(batch)
+
   def loss_fn(params):
     logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
-                                  train=True, mutable=list(state.model_state))
-    return cross_entropy(logits, batch["label"]), ({**state.model_state, **updates}, logits)
+                                  train=sharding.bn_mode(batch), mutable=list(state.model_state))
+    return (cross_entropy(logits, batch["label"], weight),
+            ({**state.model_state, **updates}, logits))
 
-  return optimizer_step(optimizer, state, loss_fn, batch["label"])
+  return optimizer_step(optimizer, state, loss_fn, batch["label"], weight)
 
 
 def optimizer_step(optimizer: optax.GradientTransformation, state: TrainState,
                    loss_fn: Callable[[Any], tuple[jax.Array, tuple[Any, jax.Array]]],
-                   labels: jax.Array) -> tuple[TrainState, dict]:
+                   labels: jax.Array, weight: jax.Array | None = None
+                   ) -> tuple[TrainState, dict]:
   """One optimiser step on ``loss_fn(params) -> (loss, (new_model_state, logits))``.
 
   Shared by training, fine-tuning and every method's own procedure
   (:mod:`fmjax.procedures`). Returns the new state and ``{'loss', 'accuracy'}``,
-  the accuracy of ``logits`` against ``labels``.
+  the accuracy of ``logits`` against ``labels`` (over the examples of
+  non-zero ``weight`` when given).
   """
   (loss, (model_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
   deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, deltas)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+  accuracy = sharding.weighted_mean(jnp.argmax(logits, -1) == labels, weight)
   return TrainState(params, model_state, opt_state), {"loss": loss, "accuracy": accuracy}
 
 
@@ -232,34 +246,41 @@ class TrainResult(NamedTuple):
 
 
 def make_epoch_step(model: nn.Module, optimizer: optax.GradientTransformation, mean: Any,
-                    std: Any, augment: bool) -> Callable:
+                    std: Any, augment: bool, mesh: Any = None) -> Callable:
   """Jitted ``step(state, images_u8, labels, idx [b], key)``: gather, augment and
-  normalise on device, then :func:`train_step`."""
+  normalise on device, then :func:`train_step`; with a ``mesh``
+  (:mod:`fmjax.sharding`) the batch is split across its devices."""
   mean, std = jnp.asarray(mean), jnp.asarray(std)
 
   def step(state, images, labels, idx, key):
-    batch = gather_batch(images, labels, idx, key, mean, std, augment=augment)
+    batch = gather_batch(images, labels, idx, key, mean, std, augment=augment, mesh=mesh)
     return train_step(model, optimizer, state, batch)
 
   return jax.jit(step)
 
 
 def gather_batch(images: jax.Array, labels: jax.Array, idx: Any, key: jax.Array, mean: Any,
-                 std: Any, *, augment: bool) -> dict:
+                 std: Any, *, augment: bool, mesh: Any = None) -> dict:
   """On device: the examples ``idx`` of uint8 ``images``, augmented if asked, normalised.
 
+  With a ``mesh`` the batch is then split across its devices, padded with
+  zero-weight examples when ``b`` does not divide by the device count
+  (:func:`fmjax.sharding.shard_examples`). The augmentation draws do not
+  depend on the mesh.
+
   Shapes: images [N, H, W, C], labels [N], idx [b] -> ``{'image': [b, H, W, C] float32,
-  'label': [b]}``.
+  'label': [b]}`` (``[b', ...]`` and ``'weight': [b']`` when padded).
   """
   x = images[idx]
   if augment:
     x = data.augment(key, x)
-  return {"image": data.normalize(x, mean, std), "label": labels[idx]}
+  return sharding.shard_examples({"image": data.normalize(x, mean, std), "label": labels[idx]},
+                                 mesh)
 
 
 def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
           progress: bool | None = None, dataset: data.Dataset | None = None,
-          stop_after_epoch: int | None = None) -> TrainResult:
+          stop_after_epoch: int | None = None, devices: Any = None) -> TrainResult:
   """Trains ``config`` in ``workdir``, resuming after the last completed epoch.
 
   Args:
@@ -269,10 +290,14 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
     progress: progress bar; None shows it only on a terminal.
     dataset: an already loaded dataset (else loaded by name).
     stop_after_epoch: stop after this epoch (for tests of interruption).
+    devices: how many devices each step is split across (a count or a
+      :class:`jax.sharding.Mesh`; None = all, :mod:`fmjax.sharding`). Not part
+      of the config: a run may resume on another device count.
 
   Returns:
     The final (or stopped) state, all per-epoch metrics, and the dataset.
   """
+  mesh = sharding.mesh_or_none(devices)   # a bad device count is refused before any write
   workdir = checkpoints.claim_workdir(workdir, dataclasses.asdict(config))
   ds = dataset or data.load_dataset(config.dataset, data_dir)
   train_x, train_y, _ = training_set(config, ds)
@@ -293,9 +318,10 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
       print(f"resuming after epoch {start_epoch} (checkpoint in {workdir / 'checkpoints'})",
             file=sys.stderr, flush=True)
 
-  step = make_epoch_step(model, optimizer, ds.mean, ds.std, config.augment)
-  predict = evaluation.make_predict_fn(model, ds.mean, ds.std)
-  images_dev, labels_dev = jnp.asarray(train_x), jnp.asarray(train_y)
+  step = make_epoch_step(model, optimizer, ds.mean, ds.std, config.augment, mesh)
+  predict = evaluation.make_predict_fn(model, ds.mean, ds.std, mesh)
+  images_dev, labels_dev = sharding.replicate((jnp.asarray(train_x), jnp.asarray(train_y)), mesh)
+  state = sharding.replicate(state, mesh)
   last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs,
                                                                    stop_after_epoch)
   for epoch in range(start_epoch + 1, last_epoch + 1):

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, training
+from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, sharding, training
 from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.methods import METHODS, REMAIN_REQUIRED, MethodSettings, UnlearnTask, get_method
@@ -163,7 +163,8 @@ def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
 
 
 def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset,
-               progress: bool | None = None) -> tuple[UnlearnTask, np.ndarray]:
+               progress: bool | None = None, mesh: Any = None
+               ) -> tuple[UnlearnTask, np.ndarray]:
   """The task the method sees and the indices of the WHOLE remain set."""
   images, labels, outliers = training.training_set(train_cfg, ds)
   if config.forget_random is not None:
@@ -199,7 +200,8 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
   elif config.remain_limit is not None:
     remain = data.limited_subset(remain_all, config.remain_limit, config.seed)
   task = UnlearnTask(images, labels, forget, remain, ds.test_images, ds.test_labels,
-                     ds.num_classes, ds.mean, ds.std, classes, true_labels, progress=progress)
+                     ds.num_classes, ds.mean, ds.std, classes, true_labels, progress=progress,
+                     mesh=mesh)
   return task, remain_all
 
 
@@ -269,6 +271,7 @@ class _Run:
   ckpt: checkpoints.Checkpoints
   progress: bool | None
   procedure: Any = None
+  mesh: Any = None
 
   def say(self, message: str) -> None:
     if self.progress is not False:
@@ -278,6 +281,7 @@ class _Run:
     """The epoch loop's trainer: the shared fine-tuning (freezing ``mask`` when
     the config asks for it), or the method's own procedure (freezing ``freeze``,
     the entries its edit froze)."""
+    mask, freeze = sharding.replicate((mask, freeze), self.mesh)
     if self.procedure is not None:
       teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
                  else None)
@@ -286,13 +290,13 @@ class _Run:
           remain=self.task.remain, forget=self.task.forget, num_classes=self.task.num_classes,
           mean=self.ds.mean, std=self.ds.std, momentum=self.train_cfg.momentum,
           weight_decay=self.train_cfg.weight_decay, augment=self.train_cfg.augment,
-          seed=self.config.seed, freeze=freeze, teacher=teacher)
+          seed=self.config.seed, freeze=freeze, teacher=teacher, mesh=self.mesh)
     return finetuning.Finetuner(
         self.model, self.images_dev, self.labels_dev, self.ft_indices, mean=self.ds.mean,
         std=self.ds.std, lr=self.lr, momentum=self.train_cfg.momentum,
         weight_decay=self.train_cfg.weight_decay,
         freeze=mask if self.config.freeze_mask else None, batch_size=self.batch_size,
-        augment=self.train_cfg.augment, seed=self.config.seed)
+        augment=self.train_cfg.augment, seed=self.config.seed, mesh=self.mesh)
 
   def like(self) -> dict:
     """The structure of this run's checkpoints (state, mask; a procedure's freeze)."""
@@ -305,8 +309,11 @@ class _Run:
 
 
 def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress,
-           allow_partial: bool = False) -> _Run:
-  """Loads the trained model, builds and checks the task, claims the work directory."""
+           allow_partial: bool = False, devices: Any = None) -> _Run:
+  """Loads the trained model, builds and checks the task, claims the work directory.
+
+  With several ``devices`` (:mod:`fmjax.sharding`) the training images and
+  the original model are replicated on them once, here."""
   method = get_method(config.method)
   if pathlib.Path(workdir).resolve() == pathlib.Path(config.checkpoint).resolve():
     raise ValueError(f"--workdir {workdir} is the training run's own directory; give the "
@@ -315,7 +322,9 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                        dataset=dataset,
                                                        allow_partial=allow_partial)
-  task, remain_all = build_task(config, train_cfg, ds, progress)
+  mesh = sharding.mesh_or_none(devices)
+  trained = sharding.replicate(trained, mesh)
+  task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
   epochs = finetune_epochs(config, train_cfg)
   check_setting(config, task, epochs)
   workdir = checkpoints.claim_workdir(workdir, config.to_json())
@@ -333,8 +342,9 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
     procedure = method.procedure(task, config.settings, Budget(epochs, rate, batch_size))
   no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
   return _Run(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
-              lr, batch_size, jnp.asarray(task.images), jnp.asarray(task.labels), ft_indices,
-              no_mask, checkpoints.Checkpoints(workdir), progress, procedure)
+              lr, batch_size, *sharding.replicate((jnp.asarray(task.images),
+                                                   jnp.asarray(task.labels)), mesh),
+              ft_indices, no_mask, checkpoints.Checkpoints(workdir), progress, procedure, mesh)
 
 
 def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
@@ -350,7 +360,8 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
                        config.settings, key)
   mask = edit.mask if edit.mask is not None else run.no_mask
   freeze = edit.freeze
-  state = run.finetuner(mask, freeze).init(edit.params, edit.model_state)
+  state = sharding.replicate(run.finetuner(mask, freeze).init(edit.params, edit.model_state),
+                            run.mesh)
   _finite_state(state)
   start = time.perf_counter()
   after = run.evaluator(state.params, state.model_state)
@@ -391,8 +402,8 @@ def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
   freeze = tree.get("freeze")
   if freeze is not None and not any(bool(jnp.any(f)) for f in jax.tree.leaves(freeze)):
     freeze = None   # the edit froze nothing: the same program as an uninterrupted run
-  return (start_epoch, training.TrainState(*tree["state"]), tree["mask"], freeze,
-          list(records))
+  state = sharding.replicate(training.TrainState(*tree["state"]), run.mesh)
+  return start_epoch, state, tree["mask"], freeze, list(records)
 
 
 def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, freeze: Any, first: int,
@@ -429,7 +440,7 @@ def _relearn_phase(run: _Run, state: training.TrainState, records: list[dict]) -
       run.model, run.images_dev, run.labels_dev, run.task.forget, mean=run.ds.mean,
       std=run.ds.std, lr=train_cfg.lr, momentum=train_cfg.momentum,
       weight_decay=train_cfg.weight_decay, batch_size=run.batch_size,
-      augment=train_cfg.augment, seed=config.seed + 7)
+      augment=train_cfg.augment, seed=config.seed + 7, mesh=run.mesh)
   start = time.perf_counter()
   rel = readouts.relearn_time(run.evaluator, relearn_ft.epoch,
                               relearn_ft.init(state.params, state.model_state),
@@ -467,18 +478,22 @@ def _finished(run: _Run, restored) -> UnlearnResult | None:
 
 def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
             progress: bool | None = None, dataset: data.Dataset | None = None,
-            stop_after_epoch: int | None = None, allow_partial: bool = False
-            ) -> UnlearnResult:
+            stop_after_epoch: int | None = None, allow_partial: bool = False,
+            devices: Any = None) -> UnlearnResult:
   """Runs (or resumes) one unlearning run in ``workdir``. See the module docstring.
 
   A training run that has not finished its epochs is refused unless
-  ``allow_partial`` (then its newest checkpoint is used).
+  ``allow_partial`` (then its newest checkpoint is used). ``devices`` (a
+  count, a mesh, or None = all; :mod:`fmjax.sharding`) splits every phase's
+  batches across devices; it is not part of the config, so a run may resume
+  on another device count, and readouts agree across device counts up to the
+  order of floating-point sums.
 
   The phases, each a function of this module: :func:`_setup`, then
   :func:`_edit_phase` (or :func:`_resume` after the last saved epoch),
   :func:`_finetune_phase`, :func:`_relearn_phase` and the summary.
   """
-  run = _setup(config, workdir, data_dir, dataset, progress, allow_partial)
+  run = _setup(config, workdir, data_dir, dataset, progress, allow_partial, devices)
   restored = run.ckpt.restore_latest(run.like())
   finished = _finished(run, restored)
   if finished is not None:   # nothing to recompute

@@ -114,7 +114,8 @@ def test_options_reach_the_config(trained_config, name, argv, expected):
 def test_every_option_has_a_case():
   covered = {a for _, argv, _ in CASES for a in argv if a.startswith("--")}
   covered |= {"--help", "--print-config", "--checkpoint", "--workdir", "--dataset", "--model",
-              "--allow-partial"}   # not a config field: tests/test_errors.py runs it
+              "--allow-partial",   # not a config field: tests/test_errors.py runs it
+              "--devices"}   # not a config field: test_sharding.py runs it on 2 devices
   sub = next(a for a in cli.parser()._actions if a.dest == "command")
   for command in ("train", "unlearn"):
     options = {o for action in sub.choices[command]._actions for o in action.option_strings

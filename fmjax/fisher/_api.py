@@ -79,7 +79,7 @@ class FisherDiagFn:
 
   def __init__(self, model: nn.Module | Callable, state: Mapping | None, *, kind: str,
                chunk_size: int, path: str, apply_kwargs: Mapping | None,
-               check_finite: bool, devices: int | None = None):
+               check_finite: bool, devices: Any = None):
     if kind not in KINDS:
       raise ValueError(f"kind must be one of {KINDS}, got {kind!r}. 'empirical' uses the "
                        "given labels (the paper); 'true' takes the expectation over the "
@@ -112,7 +112,7 @@ class FisherDiagFn:
     self.apply_kwargs = dict(apply_kwargs)
     self.check_finite = check_finite
     self._num_classes: dict[Any, int] = {}
-    self.mesh = sharding.data_mesh(devices)
+    self.mesh = sharding.as_mesh(devices)
     self.devices = self.mesh.size
     self.kernel = self._shared_kernel()
 
@@ -260,9 +260,14 @@ class FisherDiagFn:
     # A block holds chunk_size examples per device (a multiple of the device count).
     size = sharding.padded_size(min(self.chunk_size * self.devices, labels.shape[0]),
                                 self.devices)
+    state = self.state
+    if self.devices > 1:   # every process places its devices' shares only
+      params, state = sharding.replicate((params, state), self.mesh)
     for i in range(0, labels.shape[0], size):
       block = [_pad_to(jnp.asarray(a[i:i + size]), size) for a in (images, labels, weights)]
-      part = self.kernel(params, self.state, *block)
+      if self.devices > 1:
+        block = [sharding.put_sharded(a, self.mesh) for a in block]
+      part = self.kernel(params, state, *block)
       total = part if total is None else jax.tree.map(jnp.add, total, part)
     if check_finite:
       self.check_result(total)
@@ -292,7 +297,7 @@ class FisherDiagFn:
 def make_fisher_diag(model: nn.Module | Callable, state: Mapping | None = None, *,
                      kind: str = "empirical", chunk_size: int = 128, path: str = "auto",
                      apply_kwargs: Mapping | None = None,
-                     check_finite: bool = True, devices: int | None = None) -> FisherDiagFn:
+                     check_finite: bool = True, devices: Any = None) -> FisherDiagFn:
   """Binds a model once and returns ``fisher_diag(params, batch)``.
 
   The diagonal of the Fisher information, ``F_jj = (1/N) sum_n (d log
@@ -314,8 +319,9 @@ def make_fisher_diag(model: nn.Module | Callable, state: Mapping | None = None, 
     apply_kwargs: keyword arguments for ``model.apply``; by default
       ``{'train': False}`` when the model's ``__call__`` takes ``train``.
     check_finite: raise a ``ValueError`` when the result holds NaN or Inf.
-    devices: local devices to spread each block's examples over (a
-      :func:`fmjax.sharding.data_mesh`); None = all. Each device sums
+    devices: how many devices to spread each block's examples over, or a
+      :class:`jax.sharding.Mesh` (:func:`fmjax.sharding.data_mesh`); None =
+      all. Each device sums
       ``chunk_size`` examples of a block and the sums are reduced once; one
       device runs the single-device program.
 

@@ -12,15 +12,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fmjax import _compiled
+from fmjax import _compiled, sharding
 from fmjax.training import cross_entropy
 
 
 def _compiled_batch_grad(model):
-  def grad(params, model_state, images, labels):
+  def grad(params, model_state, images, labels, weight):
     def loss(p):
       logits = model.apply({"params": p, **model_state}, images, train=False)
-      return cross_entropy(logits, labels)
+      return cross_entropy(logits, labels, weight)
     return jax.grad(loss)(params)
 
   return _compiled.compiled(("batch_grad", model), lambda: jax.jit(grad))
@@ -34,7 +34,8 @@ def batch_mean_grads(model, params: Any, model_state: Any,
   """
   grad = _compiled_batch_grad(model)
   for batch in batches:
-    yield grad(params, model_state, batch["image"], batch["label"]), len(batch["label"])
+    yield (grad(params, model_state, batch["image"], batch["label"],
+                sharding.example_weight(batch)), sharding.real_size(batch))
 
 
 def mean_loss_grad(model, params: Any, model_state: Any, batches: Iterable[Mapping]) -> Any:

@@ -24,7 +24,7 @@ def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: Method
   by ``len(indices) / len(subset)`` to estimate the whole set's sum."""
   subset = task.subsample(indices, settings.score_limit, seed)
   est = accumulate_fisher_diag(fisher_diag, params, task.batches(
-      subset, settings.score_batch_size, desc=desc))
+      subset, settings.score_batch_size, desc=desc, shard=False))
   if len(subset) < len(indices):
     scale = len(indices) / len(subset)
     est = FisherEstimate(jax.tree.map(lambda t: t * scale, est.total), len(indices))
@@ -36,7 +36,8 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodS
   """Scores, masks and returns the masked model (fine-tuning follows)."""
   start = time.perf_counter()
   seed = subset_seed(key)
-  fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk)
+  fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk,
+                        devices=task.devices)
   f_forget = set_fisher(fd, params, task, task.forget, settings, seed, "Fisher of the forget set")
   if task.remain is None:
     f_remain = FisherEstimate(jax.tree.map(jnp.zeros_like, f_forget.total), 1)
@@ -49,6 +50,7 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodS
                            maskable=settings.maskable)
   new = masks.apply_mask(params, mask)
   jax.block_until_ready(new)
-  info = {"fisher_path": fd.describe(params, next(task.batches(task.forget[:2], 2))).path}
+  probe = next(task.batches(task.forget[:2], 2, shard=False))
+  info = {"fisher_path": fd.describe(params, probe).path}
   return Edit(new, model_state, mask, info,
               {"score": scored - start, "mask": time.perf_counter() - scored})

@@ -18,6 +18,7 @@ import time
 import jax
 import numpy as np
 
+from fmjax import sharding
 from fmjax.methods import _channels
 from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
@@ -36,7 +37,9 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
     total = np.zeros(layer.channels, np.float64)
     desc = f"integrated gradients, layer {n + 1}/{len(layers)}"
     for batch in task.batches(forget, settings.score_batch_size, desc=desc):
-      total += np.asarray(ig(variables, batch["image"], batch["label"]), np.float64).sum(0)
+      n = sharding.real_size(batch)   # a batch padded for several devices: its real rows
+      scores = sharding.to_host(ig(variables, batch["image"], batch["label"]))
+      total += np.asarray(scores[:n], np.float64).sum(0)
     out["/".join(layer.conv)] = total / len(forget)
   return out
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmjax import sharding
 from fmjax._progress import progress_bar
 from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
 
@@ -81,10 +82,12 @@ def conjugate_gradient(matvec: Callable, b, *, iters: int, tol: float = 1e-10):
 
 
 def _loss_fn(model, model_state):
-  def loss(params, images, labels):
+  """The summed loss of a batch; ``weight`` [B] (0 = padding) weights its terms."""
+  def loss(params, images, labels, weight=None):
     logits = model.apply({"params": params, **model_state}, images, train=False)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-    return -jnp.sum(jnp.take_along_axis(logp, labels[:, None], axis=1))
+    terms = jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
+    return -jnp.sum(terms if weight is None else terms * weight)
   return loss
 
 
@@ -99,13 +102,13 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
   loss = _loss_fn(model, model_state)
   grad_sum = jax.jit(jax.grad(loss))
 
-  def hvp_sum(p, v, images, labels):
-    return jax.jvp(lambda q: jax.grad(loss)(q, images, labels), (p,), (v,))[1]
+  def hvp_sum(p, v, images, labels, weight):
+    return jax.jvp(lambda q: jax.grad(loss)(q, images, labels, weight), (p,), (v,))[1]
 
   hvp_sum = jax.jit(hvp_sum)
   g = None
   for batch in task.batches(task.forget, settings.score_batch_size, desc="forget gradient"):
-    part = grad_sum(params, batch["image"], batch["label"])
+    part = grad_sum(params, batch["image"], batch["label"], sharding.example_weight(batch))
     g = part if g is None else jax.tree.map(jnp.add, g, part)
   g = jax.tree.map(lambda x: x / len(task.forget), g)
   if settings.influence_hessian == "all":
@@ -123,7 +126,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
     bar.update(1)
     total = None
     for batch in batches:
-      part = hvp_sum(params, v, batch["image"], batch["label"])
+      part = hvp_sum(params, v, batch["image"], batch["label"], sharding.example_weight(batch))
       total = part if total is None else jax.tree.map(jnp.add, total, part)
     return jax.tree.map(lambda t, vi: t / len(h_set) + damping * vi, total, v)
 

@@ -100,7 +100,8 @@ def ssd(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
                              "SSD importance of the training data")
   else:
     seed = subset_seed(key)
-    fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk)
+    fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk,
+                          devices=task.devices)
     i_f = set_fisher(fd, params, task, task.forget, settings, seed,
                      "Fisher of the forget set").mean()
     i_ref = set_fisher(fd, params, task, task.remain, settings, seed + 1,

@@ -1,7 +1,10 @@
 """Image classifiers as flax.linen Modules: ``model.apply(variables, x, train=...)``.
 
 ``get_model(name, num_classes)`` builds one by name; input channels and image
-size come from the data at ``model.init``.
+size come from the data at ``model.init``. ``train`` is False (inference: BatchNorm
+uses its running statistics), True (training: batch statistics, running
+statistics updated) or a boolean [B] mask of the examples BatchNorm's batch
+statistics count (a batch padded for several devices, :mod:`fmjax.sharding`).
 """
 
 from __future__ import annotations
