@@ -41,15 +41,20 @@ def finished_summary(unit_path: pathlib.Path) -> dict | None:
 
 
 def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = None,
-        progress: bool | None = None, devices: Any = None) -> dict:
+        progress: bool | None = None, devices: Any = None, units_per_program: int = 1) -> dict:
   """Trains the originals and runs every (unit, seed) not finished yet.
 
   ``devices`` (a count, or None = all) splits every batch across devices
-  (:mod:`fmjax.sharding`).
+  (:mod:`fmjax.sharding`). ``units_per_program`` K > 1 hands the runs of one
+  original to :func:`fmjax.unlearning.unlearn_many` K at a time, which runs
+  the fine-tunings that share an update rule as one stacked program.
 
   Returns:
     ``{'trained': [...], 'ran': [...], 'skipped': [...], 'seconds': {...}}``.
   """
+  if not (isinstance(units_per_program, int) and units_per_program >= 1):
+    raise ValueError(f"units_per_program (--units-per-program) must be an integer >= 1, got "
+                     f"{units_per_program!r}.")
   for orig in exp.originals.values():   # bad settings are refused before anything is written
     training.default_config(orig.dataset, orig.model, **dict(orig.train))
   root = checkpoints.claim_workdir(workdir, exp.to_json())
@@ -66,24 +71,39 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
     training.train(config, original_dir(root, key), dataset=datasets[orig.dataset],
                    progress=progress, devices=devices)
     seconds[f"train {key}"] = time.perf_counter() - start
-  ran, skipped = [], []
+  ran, skipped, pending = [], [], []
   total = len(exp.units) * len(exp.seeds)
-  done = 0
   for seed in exp.seeds:
     for unit in exp.units:
-      done += 1
       out = unit_dir(root, unit.setting, unit.line, seed)
       label = f"{unit.setting} / {unit.line} / seed {seed}"
       if finished_summary(out) is not None:
         skipped.append(label)
         continue
-      orig = exp.originals[unit.original]
       config = unlearning.make_config(str(original_dir(root, unit.original)), unit.method,
                                       seed=seed, **dict(unit.unlearn))
-      say(f"== [{done}/{total}] {label}")
-      start = time.perf_counter()
-      unlearning.unlearn(config, out, dataset=datasets[orig.dataset],
+      pending.append((label, unit.original, config, out))
+  # Runs of one original go together, K at a time: unlearn_many stacks the fine-tunings
+  # that share an update rule into one program (K = 1: one run after the other).
+  chunks = [[p] for p in pending] if units_per_program == 1 else []
+  for key in exp.originals if units_per_program > 1 else ():
+    mine = [p for p in pending if p[1] == key]
+    chunks += [mine[i:i + units_per_program] for i in range(0, len(mine), units_per_program)]
+  done = len(skipped)
+  for chunk in chunks:
+    labels = [p[0] for p in chunk]
+    say(f"== [{done + 1}{f'-{done + len(chunk)}' if len(chunk) > 1 else ''}/{total}] "
+        + "; ".join(labels))
+    done += len(chunk)
+    ds = datasets[exp.originals[chunk[0][1]].dataset]
+    start = time.perf_counter()
+    if len(chunk) == 1:
+      unlearning.unlearn(chunk[0][2], chunk[0][3], dataset=ds,
                          progress=False if progress is False else None, devices=devices)
-      seconds[label] = time.perf_counter() - start
-      ran.append(label)
+    else:
+      unlearning.unlearn_many([p[2] for p in chunk], [p[3] for p in chunk], dataset=ds,
+                              progress=False if progress is False else None, devices=devices)
+    for label in labels:   # a unit's share of its program's wall time
+      seconds[label] = (time.perf_counter() - start) / len(chunk)
+    ran += labels
   return {"ran": ran, "skipped": skipped, "seconds": seconds}

@@ -60,10 +60,10 @@ def _zero_where(mask: Any) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool,
-                   mesh: Any = None):
-  """One jitted fine-tuning step per (model, optimiser settings, augmentation, mesh):
-  :func:`fmjax.training.train_step` with the optimiser built around the traced
+def _step_fn(model: nn.Module, momentum: float, weight_decay: float, augment: bool,
+             mesh: Any = None) -> Callable:
+  """The pure fine-tuning step ``step(state, images, labels, idx, key, lr, freeze, mean,
+  std)``: :func:`fmjax.training.train_step` with the optimiser built around the traced
   ``lr`` and ``freeze``; with a mesh the batch is split across its devices."""
 
   def step(state, images, labels, idx, key, lr, freeze, mean, std):
@@ -72,9 +72,32 @@ def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augme
     optimizer = finetune_optimizer(lr, freeze, momentum=momentum, weight_decay=weight_decay)
     return training.train_step(model, optimizer, state, batch)
 
+  return step
+
+
+def _compiled_step(model: nn.Module, momentum: float, weight_decay: float, augment: bool,
+                   mesh: Any = None):
+  """One jitted fine-tuning step per (model, optimiser settings, augmentation, mesh)."""
   return _compiled.compiled(
       ("finetune_step", model, momentum, weight_decay, augment, mesh),
-      lambda: (jax.jit(step), finetune_optimizer(momentum=momentum, weight_decay=weight_decay)))
+      lambda: (jax.jit(_step_fn(model, momentum, weight_decay, augment, mesh)),
+               finetune_optimizer(momentum=momentum, weight_decay=weight_decay)))
+
+
+def _compiled_stacked_step(model: nn.Module, momentum: float, weight_decay: float,
+                           augment: bool, mesh: Any = None):
+  """The same step ``vmap``-ed over K stacked units, one program for all of them:
+  ``step(states [K], images, labels, idx [K, B], keys [K], lrs [K], freezes [K] | None,
+  mean, std)``; images, labels, mean and std are shared."""
+  single = _step_fn(model, momentum, weight_decay, augment, mesh)
+
+  def stacked(states, images, labels, idx, keys, lrs, freezes, mean, std):
+    def one(state, i, key, lr, freeze):
+      return single(state, images, labels, i, key, lr, freeze, mean, std)
+    return jax.vmap(one)(states, idx, keys, lrs, freezes)
+
+  return _compiled.compiled(("stacked_finetune_step", model, momentum, weight_decay, augment,
+                             mesh), lambda: jax.jit(stacked))
 
 
 def finetune_schedule(original: schedules.StepSchedule, mode: str | float, *,
@@ -146,6 +169,8 @@ class Finetuner:
                freeze: Any = None, mesh: Any = None):
     if len(indices) == 0:
       raise ValueError("fine-tuning needs at least one training example.")
+    self.model, self.augment = model, bool(augment)
+    self.momentum, self.weight_decay = float(momentum), float(weight_decay)
     self.indices = np.asarray(indices)
     self.batch_size = int(min(batch_size, len(self.indices)))
     self.steps_per_epoch = steps_per_epoch(len(self.indices), batch_size)
@@ -173,6 +198,17 @@ class Finetuner:
     """The learning rate of the last step of ``epoch``."""
     return float(self.lr(epoch * self.steps_per_epoch - 1))
 
+  def order(self, epoch: int) -> np.ndarray:
+    """The examples of ``epoch`` in their (seed, epoch)-determined order."""
+    return self.indices[np.random.default_rng([self.seed, epoch]).permutation(
+        len(self.indices))]
+
+  def step_inputs(self, order: np.ndarray, epoch: int, i: int):
+    """``(idx [B], key, lr)`` of step ``i`` of ``epoch``."""
+    t = (epoch - 1) * self.steps_per_epoch + i
+    return (step_indices(order, i, self.batch_size), jax.random.fold_in(self.key, t),
+            np.float32(self.lr(t)))
+
   def epoch(self, state: training.TrainState, epoch: int,
             on_step: Callable[[], None] | None = None) -> tuple[training.TrainState, dict]:
     """One pass over the indices in a (seed, epoch)-determined order.
@@ -180,15 +216,11 @@ class Finetuner:
     Returns the new state and ``{'loss', 'accuracy'}`` (epoch means) with
     ``'step_losses'``, the batch loss of every step before its update.
     """
-    order = self.indices[np.random.default_rng([self.seed, epoch]).permutation(
-        len(self.indices))]
+    order = self.order(epoch)
     sums = {"loss": 0.0, "accuracy": 0.0}
     step_losses = []
     for i in range(self.steps_per_epoch):
-      idx = step_indices(order, i, self.batch_size)
-      t = (epoch - 1) * self.steps_per_epoch + i
-      key = jax.random.fold_in(self.key, t)
-      lr = np.float32(self.lr(t))
+      idx, key, lr = self.step_inputs(order, epoch, i)
       state, m = self.step(state, self.images, self.labels, idx, key, lr, self.freeze,
                            self.mean, self.std)
       sums = {k: sums[k] + m[k] for k in sums}
@@ -198,6 +230,79 @@ class Finetuner:
     out = {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
     out["step_losses"] = [float(x) for x in jax.device_get(step_losses)]
     return state, out
+
+
+def stack_key(ft: Finetuner) -> tuple:
+  """Finetuners with equal keys can run as one stacked program (:class:`StackedFinetuner`):
+  the same model, optimiser settings, augmentation, mesh, batch, steps per epoch,
+  training images (the same device array) and whether they freeze weights."""
+  return (ft.model, ft.momentum, ft.weight_decay, ft.augment, ft.mesh, ft.batch_size,
+          ft.steps_per_epoch, id(ft.images), id(ft.labels), ft.freeze is None)
+
+
+class StackedFinetuner:
+  """K :class:`Finetuner` s run as ONE compiled program, their states stacked along a
+  leading axis (``vmap`` over units).
+
+  Each unit keeps its own indices, (seed, epoch) data order, augmentation keys,
+  learning rate per step and frozen mask, so each computes what it computes
+  alone, up to the order of floating-point sums inside the batched program.
+  On an accelerator that one unit alone leaves idle (a small network), K
+  units cost about the time of one.
+
+  Raises:
+    ValueError: the finetuners differ in anything but those per-unit inputs
+      (see :func:`stack_key`).
+  """
+
+  def __init__(self, finetuners: list[Finetuner]):
+    if not finetuners:
+      raise ValueError("StackedFinetuner needs at least one Finetuner.")
+    keys = {stack_key(ft) for ft in finetuners}
+    if len(keys) != 1:
+      raise ValueError("these fine-tunings cannot share one program: they differ in model, "
+                       "optimiser settings, batch, steps per epoch, training images or "
+                       "freezing (fmjax.finetuning.stack_key); run them separately.")
+    self.units = list(finetuners)
+    first = finetuners[0]
+    self.steps_per_epoch = first.steps_per_epoch
+    self.step = _compiled_stacked_step(first.model, first.momentum, first.weight_decay,
+                                       first.augment, first.mesh)
+    self.freezes = (None if first.freeze is None else
+                    jax.tree.map(lambda *m: jnp.stack(m), *[ft.freeze for ft in self.units]))
+
+  def steps(self, epoch: int) -> int:
+    del epoch
+    return self.steps_per_epoch
+
+  def epoch(self, states: list[training.TrainState], epoch: int,
+            on_step: Callable[[], None] | None = None
+            ) -> tuple[list[training.TrainState], list[dict]]:
+    """One epoch of every unit; returns their states and metrics as
+    :meth:`Finetuner.epoch` does for each."""
+    first = self.units[0]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *states)
+    orders = [ft.order(epoch) for ft in self.units]
+    sums = {"loss": 0.0, "accuracy": 0.0}   # [K] on the device, summed as each unit sums
+    step_losses = []
+    for i in range(self.steps_per_epoch):
+      inputs = [ft.step_inputs(order, epoch, i) for ft, order in zip(self.units, orders,
+                                                                     strict=True)]
+      idx = np.stack([x[0] for x in inputs])
+      keys = jnp.stack([x[1] for x in inputs])
+      lrs = np.asarray([x[2] for x in inputs], np.float32)
+      stacked, m = self.step(stacked, first.images, first.labels, idx, keys, lrs,
+                             self.freezes, first.mean, first.std)
+      step_losses.append(m["loss"])
+      sums = {k: sums[k] + m[k] for k in sums}
+      if on_step is not None:
+        on_step()
+    losses = np.asarray(jax.device_get(step_losses))   # [steps, K]
+    sums = jax.device_get(sums)
+    out = [{"loss": float(sums["loss"][k]) / self.steps_per_epoch,
+            "accuracy": float(sums["accuracy"][k]) / self.steps_per_epoch,
+            "step_losses": [float(x) for x in losses[:, k]]} for k in range(len(self.units))]
+    return [jax.tree.map(lambda x, k=k: x[k], stacked) for k in range(len(self.units))], out
 
 
 def _compiled_procedure_step(model: nn.Module, objective: Any, paired: bool, momentum: float,

@@ -390,7 +390,7 @@ def _tree(run: _Run, state, mask, freeze) -> dict:
   tree = {"state": state, "mask": mask}
   if run.procedure is not None:
     tree["freeze"] = run.no_mask if freeze is None else freeze
-  return tree
+  return sharding.replicate(tree, run.mesh)   # several processes: global arrays only
 
 
 def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
@@ -417,19 +417,50 @@ def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, freeze: An
     state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
     jax.block_until_ready(state.params)
     bar.close()
-    ft_seconds = time.perf_counter() - start
-    _finite_state(state)
-    start = time.perf_counter()
-    out = run.evaluator(state.params, state.model_state)
-    record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"],
-              "lr": ft.last_lr(epoch),
-              "seconds": {"finetune": ft_seconds, "evaluate": time.perf_counter() - start}}
-    crash_point(f"unlearn.before_commit.{epoch}")
-    records.append(record)
-    run.ckpt.commit(epoch, _tree(run, state, mask, freeze), records)
-    crash_point(f"unlearn.epoch.{epoch}")
-    run.say(f"epoch {epoch}/{run.epochs}: {_line(out)}")
+    _commit_epoch(run, state, mask, freeze, epoch, m, ft.last_lr(epoch),
+                  {"finetune": time.perf_counter() - start}, records)
   return state
+
+
+def _commit_epoch(run: _Run, state: training.TrainState, mask: Any, freeze: Any, epoch: int,
+                  m: dict, lr: float, seconds: dict, records: list[dict],
+                  extra: dict | None = None) -> None:
+  """Evaluates the state after ``epoch``, records it and commits its checkpoint."""
+  _finite_state(state)
+  start = time.perf_counter()
+  out = run.evaluator(state.params, state.model_state)
+  record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"], "lr": lr,
+            **(extra or {}),
+            "seconds": {**seconds, "evaluate": time.perf_counter() - start}}
+  crash_point(f"unlearn.before_commit.{epoch}")
+  records.append(record)
+  run.ckpt.commit(epoch, _tree(run, state, mask, freeze), records)
+  crash_point(f"unlearn.epoch.{epoch}")
+  run.say(f"epoch {epoch}/{run.epochs}: {_line(out)}")
+
+
+def _stacked_finetune_phase(units: list[_Unit], first: int, last: int) -> None:
+  """Fine-tuning epochs ``first..last`` of several units as ONE compiled program
+  (:class:`fmjax.finetuning.StackedFinetuner`); each unit is evaluated, recorded and
+  committed after every epoch exactly as alone. A unit's ``seconds.finetune`` is its
+  share (1/K) of the stacked epoch's wall time; its records say ``stacked_units: K``."""
+  fts = [u.run.finetuner(u.mask, u.freeze) for u in units]
+  stacked = finetuning.StackedFinetuner(fts)
+  lead = units[0].run
+  for epoch in range(first, last + 1):
+    bar = progress_bar(stacked.steps(epoch),
+                       f"{len(units)} units ({', '.join(u.run.config.method for u in units)}) "
+                       f"{epoch}/{lead.epochs}", lead.progress)
+    start = time.perf_counter()
+    states, ms = stacked.epoch([u.state for u in units], epoch,
+                               on_step=functools.partial(bar.update, 1))
+    jax.block_until_ready([s.params for s in states])
+    bar.close()
+    share = (time.perf_counter() - start) / len(units)
+    for u, ft, state, m in zip(units, fts, states, ms, strict=True):
+      u.state = state
+      _commit_epoch(u.run, state, u.mask, u.freeze, epoch, m, ft.last_lr(epoch),
+                    {"finetune": share}, u.records, {"stacked_units": len(units)})
 
 
 def _relearn_phase(run: _Run, state: training.TrainState, records: list[dict]) -> None:
@@ -476,6 +507,46 @@ def _finished(run: _Run, restored) -> UnlearnResult | None:
   return UnlearnResult(records, summary, training.TrainState(*restored[1]["state"]))
 
 
+@dataclasses.dataclass
+class _Unit:
+  """One run between its edit (or resume) and its end: what the epoch loop changes."""
+  run: _Run
+  start: int
+  state: training.TrainState
+  mask: Any
+  freeze: Any
+  records: list[dict]
+
+
+def _start(run: _Run) -> UnlearnResult | _Unit:
+  """The finished result of a run done before, or the run after its edit (or resume)."""
+  restored = run.ckpt.restore_latest(run.like())
+  finished = _finished(run, restored)
+  if finished is not None:   # nothing to recompute
+    run.ckpt.close()
+    return finished
+  if restored is None:
+    state, mask, freeze, records = _edit_phase(run)
+    return _Unit(run, 0, state, mask, freeze, records)
+  return _Unit(run, *_resume(run, restored))
+
+
+def _finish(unit: _Unit, last: int) -> UnlearnResult:
+  """After the last fine-tuning epoch: the relearn readout and the summary."""
+  run, records = unit.run, unit.records
+  run.ckpt.close()
+  if last < run.epochs:   # stopped early on request (tests of interruption)
+    return UnlearnResult(records, {}, unit.state)
+  if run.config.relearn_epochs > 0:
+    _relearn_phase(run, unit.state, records)
+  summary = summarize(run.config, records)
+  checkpoints.write_json(run.workdir / "summary.json", summary)   # last: the run is finished
+  crash_point("unlearn.summary")
+  if run.progress is not False:
+    print(summary_line(summary), file=sys.stderr, flush=True)
+  return UnlearnResult(records, summary, unit.state)
+
+
 def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
             progress: bool | None = None, dataset: data.Dataset | None = None,
             stop_after_epoch: int | None = None, allow_partial: bool = False,
@@ -494,29 +565,68 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   :func:`_finetune_phase`, :func:`_relearn_phase` and the summary.
   """
   run = _setup(config, workdir, data_dir, dataset, progress, allow_partial, devices)
-  restored = run.ckpt.restore_latest(run.like())
-  finished = _finished(run, restored)
-  if finished is not None:   # nothing to recompute
-    run.ckpt.close()
-    return finished
-  if restored is None:
-    start_epoch = 0
-    state, mask, freeze, records = _edit_phase(run)
-  else:
-    start_epoch, state, mask, freeze, records = _resume(run, restored)
+  unit = _start(run)
+  if isinstance(unit, UnlearnResult):
+    return unit
   last = run.epochs if stop_after_epoch is None else min(run.epochs, stop_after_epoch)
-  state = _finetune_phase(run, state, mask, freeze, start_epoch + 1, last, records)
-  run.ckpt.close()
-  if last < run.epochs:   # stopped early on request (tests of interruption)
-    return UnlearnResult(records, {}, state)
-  if config.relearn_epochs > 0:
-    _relearn_phase(run, state, records)
-  summary = summarize(config, records)
-  checkpoints.write_json(run.workdir / "summary.json", summary)   # last: the run is finished
-  crash_point("unlearn.summary")
-  if progress is not False:
-    print(summary_line(summary), file=sys.stderr, flush=True)
-  return UnlearnResult(records, summary, state)
+  unit.state = _finetune_phase(run, unit.state, unit.mask, unit.freeze, unit.start + 1, last,
+                               unit.records)
+  return _finish(unit, last)
+
+
+def unlearn_many(configs: list[UnlearnConfig], workdirs: list[str], *,
+                 data_dir: str | None = None, progress: bool | None = None,
+                 dataset: data.Dataset | None = None, stop_after_epoch: int | None = None,
+                 devices: Any = None) -> list[UnlearnResult]:
+  """Runs (or resumes) several unlearning runs, their fine-tunings stacked.
+
+  Each run has its own work directory, edit, checkpoints, records and summary,
+  exactly as :func:`unlearn` gives them. Runs whose fine-tuning shares the
+  update rule (the same training run, batch, epochs, optimiser settings and
+  freezing, and the same epoch to start from: e.g. the mask methods and
+  their seeds) run their fine-tuning epochs as ONE compiled program with
+  their parameters stacked along a leading axis
+  (:class:`fmjax.finetuning.StackedFinetuner`); any other run (a method
+  with its own procedure, Retrain beside the others) runs alone. Results
+  equal separate runs up to the order of floating-point sums.
+  """
+  if len(configs) != len(workdirs):
+    raise ValueError(f"unlearn_many needs one work directory per config, got "
+                     f"{len(configs)} configs and {len(workdirs)} work directories.")
+  if len({str(pathlib.Path(w).resolve()) for w in workdirs}) != len(workdirs):
+    raise ValueError("unlearn_many got the same work directory twice; give every run its own.")
+  mesh = sharding.mesh_or_none(devices)
+  runs = [_setup(c, w, data_dir, dataset, progress, devices=1 if mesh is None else mesh)
+          for c, w in zip(configs, workdirs, strict=True)]
+  shared: dict[str, _Run] = {}
+  for run in runs:   # one device copy of the training set per training run
+    first = shared.setdefault(run.config.checkpoint, run)
+    run.images_dev, run.labels_dev = first.images_dev, first.labels_dev
+  results: list[UnlearnResult | None] = [None] * len(runs)
+  groups: dict[Any, list[tuple[int, _Unit]]] = {}
+  for i, run in enumerate(runs):
+    unit = _start(run)
+    if isinstance(unit, UnlearnResult):
+      results[i] = unit
+      continue
+    key: Any = ("alone", i)
+    if run.procedure is None:
+      key = (finetuning.stack_key(run.finetuner(unit.mask, unit.freeze)), unit.start,
+             run.epochs)
+    groups.setdefault(key, []).append((i, unit))
+  for members in groups.values():
+    lead = members[0][1]
+    last = (lead.run.epochs if stop_after_epoch is None
+            else min(lead.run.epochs, stop_after_epoch))
+    if len(members) > 1 and lead.start < last:
+      _stacked_finetune_phase([u for _, u in members], lead.start + 1, last)
+    else:
+      for _, u in members:
+        u.state = _finetune_phase(u.run, u.state, u.mask, u.freeze, u.start + 1, last,
+                                  u.records)
+    for i, u in members:
+      results[i] = _finish(u, last)
+  return results
 
 
 def _line(r: dict) -> str:
@@ -548,8 +658,9 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
                       if k not in ("phase", "epoch", "seconds")},
          "mask_only": {k: v for k, v in curve[0].items()
                        if k not in ("phase", "epoch", "seconds", "info", "masked_layers")},
-         "final": {k: v for k, v in final.items()
-                   if k not in ("phase", "epoch", "seconds", "info", "masked_layers")},
+         "final": {k: v for k, v in final.items()   # a readout, however it was computed
+                   if k not in ("phase", "epoch", "seconds", "info", "masked_layers",
+                                "stacked_units")},
          "seconds": seconds}
   for name, kind in (("forget_test_accuracy", "forget"), ("remain_test_accuracy", "remain"),
                      ("test_accuracy", "remain"), ("noise_accuracy", "remain")):
