@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                  help="dataset directory (default: $FMJAX_DATA_DIR or ~/fmjax_data)")
   p.add_argument("--devices", type=int, default=None, metavar="N",
                  help="split every batch across N devices (default: all)")
+  p.add_argument("--units-per-program", type=int, default=1, metavar="K",
+                 help="run the fine-tunings of up to K units that share an update rule (e.g. "
+                      "the mask methods and seeds) as one program, parameters stacked (vmap)")
   p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
   p.add_argument("--debug", action="store_true",
                  help="on an error, print the full traceback instead of one line")
@@ -81,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     exp = sweep_lr(exp, _overrides.parse_grids(args.lr_grid))
     start = time.perf_counter()
     outcome = _runner.run(exp, workdir, data_dir=args.data_dir,
-                          progress=False if args.quiet else None, devices=args.devices)
+                          progress=False if args.quiet else None, devices=args.devices,
+                          units_per_program=args.units_per_program)
+    if not distributed.is_writer():   # process 0 writes the report and the timings
+      return 0
     paths = _report.build(workdir)
   except (ValueError, FileNotFoundError) as e:
     if args.debug:

@@ -20,6 +20,12 @@ timings included, are kept byte for byte and nothing half-written survives.
 JSON files are written to a temporary name and renamed. A checkpoint that
 cannot be read or fails its checksum is moved to ``checkpoints-unreadable/``
 (kept and reported) and the epochs after the previous one are recomputed.
+
+With several processes (:mod:`fmjax.distributed`) every process runs the
+same steps and holds the same replicated state; only process 0 writes the
+JSON files, and orbax coordinates the processes' checkpoint commits itself
+(its primary host writes the replicated arrays). The work directory must
+then be on storage every process sees.
 """
 
 from __future__ import annotations
@@ -50,7 +56,13 @@ def write_json(path: str | pathlib.Path, obj: Any, *, indent: int | None = 2) ->
 
 
 def write_text(path: str | pathlib.Path, text: str) -> None:
-  """Writes ``text`` to ``path`` atomically: a kill leaves the old file or the new one."""
+  """Writes ``text`` to ``path`` atomically: a kill leaves the old file or the new one.
+
+  With several processes (:mod:`fmjax.distributed`) only process 0 writes; the
+  others compute the same text and skip the write.
+  """
+  if jax.process_index() != 0:
+    return
   path = pathlib.Path(path)
   tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
   with open(tmp, "w") as f:
