@@ -21,15 +21,18 @@ SMOKE_SET := seeds=0 train.epochs=1 train.train_limit=320 unlearn.epochs=1 \
              unlearn.ig_steps=2 unlearn.ig_limit=64 unlearn.influence_iters=2 \
              unlearn.influence_examples=64 unlearn.fisher_chunk=32
 SET_ARGS = $(foreach s,$(if $(SMOKE),$(SMOKE_SET)) $(SET),--set $(s))
+# DEVICES=N splits every batch across N devices (default: all); UNITS=K runs up to K units'
+# fine-tunings that share an update rule as one stacked program (--units-per-program).
 # Where a target's run goes: runs/<name>[-smoke] unless WORKDIR is given.
 workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
         lr-ablation report compare test-prepare test-scale successors successors-cifar10 \
-        bench-scale
+        bench-scale bench-peers
 
-RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES))
+RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES)) \
+           $(if $(UNITS),--units-per-program $(UNITS))
 # Prepare a dataset with tensorflow-datasets unless it loads already (needs a network).
 define need_data
 	$(BIN)/python -m fmjax data check --dataset $(1) $(DATA_ARGS) \
@@ -156,6 +159,17 @@ lint: $(STAMP)
 ## Fisher throughput of ResNet20 versus a training step, one JSON line per figure.
 bench-fisher: $(STAMP)
 	$(BIN)/python benchmarks/bench_fisher.py $(BENCH_ARGS)
+
+## fmjax's Fisher against PyTorch peers (torch.func, BackPACK) on the same ResNet20 with the
+## same weights, back to back in one run: one table with ratios. Installs the `bench` extra.
+## TORCH pins the PyTorch build, resolved together with the extra so that nothing upgrades it:
+## the figures used a CPU build (where the default index serves CUDA builds, point
+## PIP_EXTRA_INDEX_URL at PyTorch's CPU wheel index).
+PEERS_ARGS ?= --n 1024 --batch 128
+TORCH ?= torch==2.13.0
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install -q '$(TORCH)' -e '.[bench]'
+	$(BIN)/python benchmarks/bench_peers.py $(PEERS_ARGS)
 
 ## The Fisher pass and training over 1, 2, 4 and 8 devices (forced CPU host devices here;
 ## SCALE_ARGS="--cpu-devices 0" on a machine with several GPUs) and the Fisher's peak memory

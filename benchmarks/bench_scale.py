@@ -8,6 +8,9 @@ Prints one JSON object per line, then a Markdown table:
 * ``train``: examples/s of the jitted training step (batch ``--batch``
   gathered on the devices from replicated uint8 images, split across the
   devices, SGD with momentum) over the same examples;
+* ``stacked_units``: fine-tuning epochs of K = 1, 3, 9 units on one device, as K
+  separate programs and as one stacked program (``vmap`` over units), all
+  units' examples/s;
 * ``memory``: the peak host memory (resident set) and, where the backend
   reports it, the peak device memory of a fresh process that runs the Fisher
   pass over N = 1k, 4k and 16k examples streamed in batches. The Fisher works
@@ -53,7 +56,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fmjax  # noqa: E402
-from fmjax import data, sharding, training  # noqa: E402
+from fmjax import data, finetuning, sharding, training  # noqa: E402
 from fmjax.models import get_model  # noqa: E402
 
 MEAN, STD = np.array([0.49, 0.48, 0.45], np.float32), np.array([0.25, 0.24, 0.26], np.float32)
@@ -116,6 +119,34 @@ def throughput(args) -> list[dict]:
   return rows
 
 
+def stacked(args) -> list[dict]:
+  """Fine-tuning epochs of K units: K separate programs one after the other versus one
+  stacked program (:class:`fmjax.finetuning.StackedFinetuner`), on one device."""
+  model = get_model(args.model, 10)
+  init = training.init_train_state(model, training.sgd(0.01), jax.random.key(0),
+                                   (1, 32, 32, 3))
+  images, labels = cifar_like(args.n)
+  x, y = jnp.asarray(images), jnp.asarray(labels)
+  rows = []
+  for k in args.units:
+    fts = [finetuning.Finetuner(model, x, y, np.arange(args.n), mean=MEAN, std=STD, lr=0.01,
+                                momentum=0.9, weight_decay=1e-4, batch_size=args.batch,
+                                augment=False, seed=seed) for seed in range(k)]
+    states = [ft.init(init.params, init.model_state) for ft in fts]
+    group = finetuning.StackedFinetuner(fts)
+    separate_s = timed(lambda fts=fts, states=states: [
+        ft.epoch(s, 1)[0].params for ft, s in zip(fts, states, strict=True)], args.reps)
+    stacked_s = timed(lambda group=group, states=states: [
+        s.params for s in group.epoch(states, 1)[0]], args.reps)
+    examples = k * fts[0].steps_per_epoch * fts[0].batch_size
+    rows.append({"units": k, "separate_examples_per_s": examples / separate_s,
+                 "stacked_examples_per_s": examples / stacked_s,
+                 "stacked_over_separate": separate_s / stacked_s})
+    emit({"bench": "stacked_units", "model": args.model, "n": args.n, "batch": args.batch,
+          **rows[-1]})
+  return rows
+
+
 def memory_child(n: int, args) -> None:
   """One Fisher pass over ``n`` examples streamed in batches; prints its peak memory."""
   model = get_model(args.model, 10)
@@ -153,13 +184,19 @@ def memory(args) -> list[dict]:
   return rows
 
 
-def table(rows: list[dict], mem: list[dict]) -> str:
+def table(rows: list[dict], units: list[dict], mem: list[dict]) -> str:
   lines = ["| devices | Fisher (ex/s) | vs 1 device | training (ex/s) | vs 1 device |",
            "|---:|---:|---:|---:|---:|"]
   for r in rows:
     lines.append(f"| {r['devices']} | {r['fisher_examples_per_s']:.0f} | "
                  f"{r['fisher_speedup']:.2f}x | {r['train_examples_per_s']:.0f} | "
                  f"{r['train_speedup']:.2f}x |")
+  if units:
+    lines += ["", "| K units, one device | separate programs (ex/s, all units) | "
+              "one stacked program (ex/s) | stacked vs separate |", "|---:|---:|---:|---:|"]
+    for u in units:
+      lines.append(f"| {u['units']} | {u['separate_examples_per_s']:.0f} | "
+                   f"{u['stacked_examples_per_s']:.0f} | {u['stacked_over_separate']:.2f}x |")
   if mem:
     lines += ["", "| Fisher pass over N examples | peak host memory (MiB) | "
               "peak device memory (MiB) | seconds |", "|---:|---:|---:|---:|"]
@@ -180,6 +217,7 @@ def main() -> None:
                       help="comma-separated device counts (default: 1, 2, 4, ... up to all)")
   parser.add_argument("--cpu-devices", type=int, default=8,
                       help="force this many CPU host devices (0: use the real devices)")
+  parser.add_argument("--units", default="1,3,9", help="stacked fine-tuning units K")
   parser.add_argument("--memory-n", default="1024,4096,16384",
                       help="example counts of the memory pass ('' to skip)")
   parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -191,13 +229,15 @@ def main() -> None:
   args.devices = ([int(d) for d in args.devices.split(",")] if args.devices else
                   [d for d in (1, 2, 4, 8, 16) if d <= count])
   args.memory_n = [int(n) for n in args.memory_n.split(",") if n]
+  args.units = [int(k) for k in args.units.split(",") if k]
   emit({"bench": "machine", "backend": jax.default_backend(), "devices": count,
         "device_kind": jax.devices()[0].device_kind, "cpus": os.cpu_count(),
         "python": platform.python_version(), "jax": jax.__version__})
   rows = throughput(args)
+  units = stacked(args)
   mem = memory(args)
   print()
-  print(table(rows, mem))
+  print(table(rows, units, mem))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ $PY -c "import jax; print('backend', jax.default_backend(), jax.devices())"
 # ResNet20 epoch at batch 128, the 50,000-example Fisher pass on both paths and 'auto',
 # and the host's overhead per step.
 $PY benchmarks/gpu_check.py --n 50000 --batch 128 --steps 100
-# The Fisher and training over 1, 2, 4, ... of this machine's devices and the Fisher's peak
+# The Fisher and training over 1, 2, 4, ... of this machine's devices, K = 1, 3, 9 stacked
+# fine-tuning units on one device, and the Fisher's peak
 # device memory at N = 1k, 4k, 16k.
 $PY benchmarks/bench_scale.py --cpu-devices 0 --n 8192 --batch 128 --chunk 256
