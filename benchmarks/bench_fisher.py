@@ -23,33 +23,16 @@ if "--default-xla-flags" in os.sys.argv:   # measure XLA's defaults: fmjax adds 
   os.environ["FMJAX_CPU_XLA_FLAG"] = "0"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import emit, timed  # noqa: E402 -- benchmarks/ is the script's directory
 
 import fmjax  # noqa: E402
 from fmjax.models import resnet20  # noqa: E402
 from fmjax.training import init_train_state, make_train_step, sgd  # noqa: E402
-
-
-def emit(record: dict) -> None:
-  print(json.dumps(record), flush=True)
-
-
-def timed(fn, reps: int) -> float:
-  """Median wall time of ``fn()`` over ``reps`` runs after one warm-up run."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main() -> None:

@@ -27,14 +27,12 @@ Usage: python benchmarks/bench_peers.py [--n 1024] [--batch 128] [--reps 3]
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import emit, timed  # benchmarks/ is the script's directory
 
 import fmjax
 from fmjax import training
@@ -47,21 +45,6 @@ try:
 except ImportError as e:   # the message says how to get the optional extra
   raise SystemExit("bench_peers needs PyTorch and BackPACK: `make bench-peers` installs the "
                    "`bench` extra (or pip install -e '.[bench]').") from e
-
-
-def emit(record: dict) -> None:
-  print(json.dumps(record), flush=True)
-
-
-def timed(fn, reps: int) -> float:
-  """Median wall time of ``fn()`` over ``reps`` runs after one warm-up run."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 # -- The PyTorch twin of fmjax.models.resnet20, named like its flax parameters. -----------

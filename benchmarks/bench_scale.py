@@ -47,34 +47,19 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import emit, timed  # noqa: E402 -- benchmarks/ is the script's directory
 
 import fmjax  # noqa: E402
 from fmjax import data, finetuning, sharding, training  # noqa: E402
 from fmjax.models import get_model  # noqa: E402
 
 MEAN, STD = np.array([0.49, 0.48, 0.45], np.float32), np.array([0.25, 0.24, 0.26], np.float32)
-
-
-def emit(record: dict) -> None:
-  print(json.dumps(record), flush=True)
-
-
-def timed(fn, reps: int) -> float:
-  """Median wall time of ``fn()`` over ``reps`` runs after one warm-up run."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def cifar_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
