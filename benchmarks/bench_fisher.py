@@ -111,7 +111,9 @@ def main() -> None:
 
   for chunk in (int(c) for c in args.memory_chunks.split(",")):
     fisher_diag = fmjax.make_fisher_diag(model, model_state, chunk_size=chunk)
-    block = (params, model_state, images[:chunk], labels[:chunk], jnp.ones(chunk))
+    # A block of `chunk` examples, repeated when --n is smaller (only shapes matter here).
+    block = (params, model_state, jnp.resize(images, (chunk, *images.shape[1:])),
+             jnp.resize(labels, (chunk,)), jnp.ones(chunk))
     mem = fisher_diag.kernel.lower(*block).compile().memory_analysis()
     emit({"bench": "memory", "chunk_size": chunk,
           "temp_mib": mem.temp_size_in_bytes / 2**20,
