@@ -17,6 +17,11 @@ Everything goes to ``metrics.jsonl`` in the run's work directory, with
 and ``summary.json``. Killed and restarted with the same config, a run
 resumes after its last completed epoch and ends exactly where an
 uninterrupted run ends.
+
+Every phase splits its batches across ``devices`` (:mod:`fmjax.sharding`).
+:func:`unlearn_many` runs several such runs at once, the fine-tunings that
+share an update rule as one stacked program
+(:class:`fmjax.finetuning.StackedFinetuner`).
 """
 
 from __future__ import annotations
