@@ -126,6 +126,21 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
   return jax.tree.map(lambda x: _put(x, replicated(mesh)), tree)
 
 
+def _pad_examples(batch: Mapping[str, Any], devices: int, xp: Any) -> dict:
+  """``batch`` with every leading axis padded by zeros to a multiple of ``devices``
+  and, only when it pads, ``'weight'`` (float32: 1 real, 0 padding). ``xp`` is numpy
+  (on the host) or jax.numpy (inside jit)."""
+  batch = dict(batch)
+  size = len(next(iter(batch.values())))
+  extra = padded_size(size, devices) - size
+  if extra:
+    batch = {k: xp.concatenate([v, xp.zeros((extra,) + v.shape[1:], v.dtype)])
+             for k, v in batch.items()}
+    batch["weight"] = xp.concatenate([xp.ones((size,), xp.float32),
+                                      xp.zeros((extra,), xp.float32)])
+  return batch
+
+
 def shard_examples(batch: Mapping[str, Any], mesh: Mesh | None) -> dict:
   """Inside ``jit``: a batch split along its examples across ``mesh``.
 
@@ -135,17 +150,9 @@ def shard_examples(batch: Mapping[str, Any], mesh: Mesh | None) -> dict:
 
   Shapes: ``{k: [B, ...]}`` -> ``{k: [B', ...], ('weight': [B'])}``.
   """
-  batch = dict(batch)
   if mesh is None:
-    return batch
-  size = len(next(iter(batch.values())))
-  extra = padded_size(size, mesh.size) - size
-  if extra:
-    batch = {k: jnp.concatenate([v, jnp.zeros((extra,) + v.shape[1:], v.dtype)])
-             for k, v in batch.items()}
-    batch["weight"] = jnp.concatenate([jnp.ones((size,), jnp.float32),
-                                       jnp.zeros((extra,), jnp.float32)])
-  return jax.lax.with_sharding_constraint(batch, sharded(mesh))
+    return dict(batch)
+  return jax.lax.with_sharding_constraint(_pad_examples(batch, mesh.size, jnp), sharded(mesh))
 
 
 def host_batch(batch: Mapping[str, Any], mesh: Mesh | None) -> dict:
@@ -154,13 +161,7 @@ def host_batch(batch: Mapping[str, Any], mesh: Mesh | None) -> dict:
   batch = {k: np.asarray(v) for k, v in batch.items()}
   if mesh is None:
     return {k: jnp.asarray(v) for k, v in batch.items()}
-  size = len(next(iter(batch.values())))
-  extra = padded_size(size, mesh.size) - size
-  if extra:
-    batch = {k: np.concatenate([v, np.zeros((extra,) + v.shape[1:], v.dtype)])
-             for k, v in batch.items()}
-    batch["weight"] = np.concatenate([np.ones(size, np.float32), np.zeros(extra, np.float32)])
-  return {k: _put(v, sharded(mesh)) for k, v in batch.items()}
+  return {k: _put(v, sharded(mesh)) for k, v in _pad_examples(batch, mesh.size, np).items()}
 
 
 def to_host(x: Any) -> Any:
