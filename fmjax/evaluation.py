@@ -20,15 +20,13 @@ def make_predict_fn(model: nn.Module, mean: Any, std: Any, mesh: Any = None) -> 
 
   One compiled program per model (mean and std are arguments), shared by every
   predict function of that model in the process. With a ``mesh``
-  (:mod:`fmjax.sharding`) the images are split across its devices (B must
-  divide by the device count; :func:`predict_all` pads) and the parameters
-  replicated.
+  (:mod:`fmjax.sharding`) the images are split across its devices and the
+  parameters replicated; a batch that does not divide by the device count is
+  padded, and the logits then have rows for the padding after the B real ones.
   """
   mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
   compiled = _compiled_predict(model)
-  predict = functools.partial(_call_predict, compiled, mean, std, mesh)
-  predict.mesh = mesh
-  return predict
+  return functools.partial(_call_predict, compiled, mean, std, mesh)
 
 
 def _call_predict(compiled, mean, std, mesh, params, model_state, images):
@@ -48,16 +46,10 @@ def _compiled_predict(model: nn.Module) -> Callable:
 
 def predict_all(predict: Callable, params: Any, model_state: Any, images: np.ndarray,
                 batch_size: int = 500) -> np.ndarray:
-  """Logits for all ``images`` in batches; the last batch is padded (one compile).
-
-  With a mesh, the batch size is rounded up to a multiple of the device count.
-  """
+  """Logits for all ``images`` in batches; the last batch is padded (one compile)."""
   if len(images) == 0:
     return np.zeros((0, 0), np.float32)
   size = min(batch_size, len(images))
-  mesh = getattr(predict, "mesh", None)
-  if mesh is not None:
-    size = sharding.padded_size(size, mesh.size)
   out = []
   for i in range(0, len(images), size):
     chunk = images[i:i + size]
