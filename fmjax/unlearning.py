@@ -286,7 +286,6 @@ class _Run:
     """The epoch loop's trainer: the shared fine-tuning (freezing ``mask`` when
     the config asks for it), or the method's own procedure (freezing ``freeze``,
     the entries its edit froze)."""
-    mask, freeze = sharding.replicate((mask, freeze), self.mesh)
     if self.procedure is not None:
       teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
                  else None)
@@ -314,11 +313,14 @@ class _Run:
 
 
 def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress,
-           allow_partial: bool = False, devices: Any = None) -> _Run:
+           allow_partial: bool = False, devices: Any = None,
+           device_data: dict | None = None) -> _Run:
   """Loads the trained model, builds and checks the task, claims the work directory.
 
   With several ``devices`` (:mod:`fmjax.sharding`) the training images and
-  the original model are replicated on them once, here."""
+  the original model are replicated on them once, here. ``device_data``, a
+  dict shared by several runs (:func:`unlearn_many`), holds one device copy of
+  each training run's images and labels for all of them."""
   method = get_method(config.method)
   if pathlib.Path(workdir).resolve() == pathlib.Path(config.checkpoint).resolve():
     raise ValueError(f"--workdir {workdir} is the training run's own directory; give the "
@@ -345,11 +347,15 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
   if method.procedure is not None:
     rate = method.lr if config.lr == "compressed" else float(config.lr)
     procedure = method.procedure(task, config.settings, Budget(epochs, rate, batch_size))
-  no_mask = jax.tree.map(lambda x: jnp.zeros(x.shape, bool), trained.params)
+  no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),
+                                            trained.params), mesh)
+  device_data = {} if device_data is None else device_data
+  if config.checkpoint not in device_data:
+    device_data[config.checkpoint] = sharding.replicate(
+        (jnp.asarray(task.images), jnp.asarray(task.labels)), mesh)
   return _Run(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
-              lr, batch_size, *sharding.replicate((jnp.asarray(task.images),
-                                                   jnp.asarray(task.labels)), mesh),
-              ft_indices, no_mask, checkpoints.Checkpoints(workdir), progress, procedure, mesh)
+              lr, batch_size, *device_data[config.checkpoint], ft_indices, no_mask,
+              checkpoints.Checkpoints(workdir), progress, procedure, mesh)
 
 
 def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
@@ -364,7 +370,8 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
   edit = run.method.fn(run.model, run.trained.params, run.trained.model_state, run.task,
                        config.settings, key)
   mask = edit.mask if edit.mask is not None else run.no_mask
-  freeze = edit.freeze
+  # On the run's devices once: fine-tuning and every checkpoint use them as they are.
+  mask, freeze = sharding.replicate((mask, edit.freeze), run.mesh)
   state = sharding.replicate(run.finetuner(mask, freeze).init(edit.params, edit.model_state),
                             run.mesh)
   _finite_state(state)
@@ -395,7 +402,7 @@ def _tree(run: _Run, state, mask, freeze) -> dict:
   tree = {"state": state, "mask": mask}
   if run.procedure is not None:
     tree["freeze"] = run.no_mask if freeze is None else freeze
-  return sharding.replicate(tree, run.mesh)   # several processes: global arrays only
+  return tree
 
 
 def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
@@ -407,8 +414,9 @@ def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
   freeze = tree.get("freeze")
   if freeze is not None and not any(bool(jnp.any(f)) for f in jax.tree.leaves(freeze)):
     freeze = None   # the edit froze nothing: the same program as an uninterrupted run
-  state = sharding.replicate(training.TrainState(*tree["state"]), run.mesh)
-  return start_epoch, state, tree["mask"], freeze, list(records)
+  state, mask, freeze = sharding.replicate((training.TrainState(*tree["state"]), tree["mask"],
+                                            freeze), run.mesh)
+  return start_epoch, state, mask, freeze, list(records)
 
 
 def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, freeze: Any, first: int,
@@ -601,12 +609,9 @@ def unlearn_many(configs: list[UnlearnConfig], workdirs: list[str], *,
   if len({str(pathlib.Path(w).resolve()) for w in workdirs}) != len(workdirs):
     raise ValueError("unlearn_many got the same work directory twice; give every run its own.")
   mesh = sharding.mesh_or_none(devices)
-  runs = [_setup(c, w, data_dir, dataset, progress, devices=1 if mesh is None else mesh)
-          for c, w in zip(configs, workdirs, strict=True)]
-  shared: dict[str, _Run] = {}
-  for run in runs:   # one device copy of the training set per training run
-    first = shared.setdefault(run.config.checkpoint, run)
-    run.images_dev, run.labels_dev = first.images_dev, first.labels_dev
+  device_data: dict = {}   # one device copy of the training set per training run
+  runs = [_setup(c, w, data_dir, dataset, progress, devices=1 if mesh is None else mesh,
+                 device_data=device_data) for c, w in zip(configs, workdirs, strict=True)]
   results: list[UnlearnResult | None] = [None] * len(runs)
   groups: dict[Any, list[tuple[int, _Unit]]] = {}
   for i, run in enumerate(runs):
