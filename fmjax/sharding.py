@@ -182,6 +182,13 @@ def real_size(batch: Mapping[str, Any]) -> int:
   return int(np.sum(to_host(weight) > 0))
 
 
+def real_rows(tree: Any, batch: Mapping[str, Any]) -> Any:
+  """Per-example outputs of ``batch`` (a tree of [B', ...] arrays) as numpy on this host,
+  cut to the batch's real examples (:func:`real_size`)."""
+  n = real_size(batch)
+  return jax.tree.map(lambda a: a[:n], to_host(tree))
+
+
 def example_weight(batch: Mapping[str, Any]) -> jax.Array | None:
   """The batch's example weights ([B], 0 = padding), or None when it has no padding."""
   return batch.get("weight")

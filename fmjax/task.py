@@ -97,7 +97,7 @@ class UnlearnTask:
     ``shard``) each batch is split across its devices and, when ``b`` does not
     divide by their count, padded with zero-weight examples: it then carries
     ``'weight'`` [b'] (:func:`fmjax.sharding.host_batch`); consumers weight
-    their sums and cut per-example outputs to :func:`fmjax.sharding.real_size`.
+    their sums and cut per-example outputs with :func:`fmjax.sharding.real_rows`.
     The Fisher passes take unsharded batches (``shard=False``) and place
     them themselves.
     """

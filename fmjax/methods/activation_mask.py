@@ -28,10 +28,9 @@ def channel_set_means(channel_means, variables, task: UnlearnTask, indices: np.n
   """Mean over ``indices`` of the per-example channel activations ``{path: [C]}``."""
   sums: dict[str, np.ndarray] = {}
   for batch in task.batches(indices, batch_size, desc="channel means"):
-    out = sharding.to_host(channel_means(variables, batch["image"]))
-    n = sharding.real_size(batch)   # a batch padded for several devices: its real rows
+    out = sharding.real_rows(channel_means(variables, batch["image"]), batch)
     for k, v in out.items():
-      sums[k] = sums.get(k, 0.0) + np.asarray(v[:n], np.float64).sum(0)
+      sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64).sum(0)
   return {k: v / len(indices) for k, v in sums.items()}
 
 

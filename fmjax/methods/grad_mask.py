@@ -37,9 +37,8 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
     total = np.zeros(layer.channels, np.float64)
     desc = f"integrated gradients, layer {n + 1}/{len(layers)}"
     for batch in task.batches(forget, settings.score_batch_size, desc=desc):
-      n = sharding.real_size(batch)   # a batch padded for several devices: its real rows
-      scores = sharding.to_host(ig(variables, batch["image"], batch["label"]))
-      total += np.asarray(scores[:n], np.float64).sum(0)
+      scores = sharding.real_rows(ig(variables, batch["image"], batch["label"]), batch)
+      total += np.asarray(scores, np.float64).sum(0)
     out["/".join(layer.conv)] = total / len(forget)
   return out
 

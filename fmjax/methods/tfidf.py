@@ -64,12 +64,11 @@ def class_channel_means(model, params, model_state, task: UnlearnTask, indices: 
   sums: dict[str, np.ndarray] = {}
   counts = np.zeros(task.num_classes)
   for batch in task.batches(indices, batch_size, desc="channel means"):
-    n = sharding.real_size(batch)   # a batch padded for several devices: its real rows
-    labels = sharding.to_host(batch["label"])[:n]
+    labels = sharding.real_rows(batch["label"], batch)
     onehot = np.eye(task.num_classes)[labels]            # [b, K]
     counts += onehot.sum(0)
-    for k, v in sharding.to_host(means(variables, batch["image"])).items():
-      sums[k] = sums.get(k, 0.0) + np.asarray(v[:n], np.float64).T @ onehot   # [C, K]
+    for k, v in sharding.real_rows(means(variables, batch["image"]), batch).items():
+      sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64).T @ onehot   # [C, K]
   safe = np.where(counts > 0, counts, 1.0)
   return {k: v / safe for k, v in sums.items()}
 
