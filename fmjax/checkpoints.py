@@ -43,6 +43,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fmjax import distributed
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +63,7 @@ def write_text(path: str | pathlib.Path, text: str) -> None:
   With several processes (:mod:`fmjax.distributed`) only process 0 writes; the
   others compute the same text and skip the write.
   """
-  if jax.process_index() != 0:
+  if not distributed.is_writer():
     return
   path = pathlib.Path(path)
   tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
