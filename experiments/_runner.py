@@ -85,10 +85,13 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
       pending.append((label, unit.original, config, out))
   # Runs of one original go together, K at a time: unlearn_many stacks the fine-tunings
   # that share an update rule into one program (K = 1: one run after the other).
-  chunks = [[p] for p in pending] if units_per_program == 1 else []
-  for key in exp.originals if units_per_program > 1 else ():
-    mine = [p for p in pending if p[1] == key]
-    chunks += [mine[i:i + units_per_program] for i in range(0, len(mine), units_per_program)]
+  if units_per_program == 1:
+    chunks = [[p] for p in pending]
+  else:
+    chunks = []
+    for key in exp.originals:
+      mine = [p for p in pending if p[1] == key]
+      chunks += [mine[i:i + units_per_program] for i in range(0, len(mine), units_per_program)]
   done = len(skipped)
   for chunk in chunks:
     labels = [p[0] for p in chunk]
