@@ -32,7 +32,7 @@ from _timing import emit, timed  # noqa: E402 -- benchmarks/ is the script's dir
 
 import fmjax  # noqa: E402
 from fmjax.models import resnet20  # noqa: E402
-from fmjax.training import init_train_state, make_train_step, sgd  # noqa: E402
+from fmjax.steps import init_train_state, sgd, train_step  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
   batches = [{"image": images[i:i + args.batch], "label": labels[i:i + args.batch]}
              for i in range(0, args.n, args.batch)]
   model = resnet20(10)
-  tx = sgd(0.1)
+  tx = sgd(0.1, momentum=0.9, weight_decay=1e-4)
   state = init_train_state(model, tx, jax.random.key(2), (1, 32, 32, 3))
   params, model_state = state.params, state.model_state
   emit({"bench": "setup", "model": "resnet20", "params": int(sum(
@@ -66,7 +66,7 @@ def main() -> None:
       "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
       "xla_flags": os.environ.get("XLA_FLAGS", "")})
 
-  step = make_train_step(model, tx)
+  step = jax.jit(lambda s, b: train_step(model, tx, s, b))
 
   def train_pass():
     s = state

@@ -35,7 +35,7 @@ import numpy as np
 from _timing import emit, timed  # benchmarks/ is the script's directory
 
 import fmjax
-from fmjax import training
+from fmjax import steps
 from fmjax.models import resnet20
 
 try:
@@ -131,8 +131,8 @@ def main() -> None:
 
   # -- fmjax ------------------------------------------------------------------------------
   model = resnet20(10)
-  opt = training.sgd(0.01)
-  state = training.init_train_state(model, opt, jax.random.key(0), (1, 32, 32, 3))
+  opt = steps.sgd(0.01, momentum=0.9, weight_decay=1e-4)
+  state = steps.init_train_state(model, opt, jax.random.key(0), (1, 32, 32, 3))
   # Non-trivial running statistics, the same in both frameworks.
   stats = jax.tree.map(lambda s: s + 0.1 * jax.random.uniform(jax.random.key(1), s.shape),
                        state.model_state)
@@ -150,7 +150,7 @@ def main() -> None:
 
     results[f"fmjax fisher_diag, {path}"] = ("fmjax", timed(fisher, args.reps))
     fishers[f"fmjax fisher_diag, {path}"] = flat_flax(fisher())
-  step = training.make_train_step(model, opt)
+  step = jax.jit(lambda s, b: steps.train_step(model, opt, s, b))
 
   def train_pass():
     s = state

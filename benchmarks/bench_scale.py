@@ -56,8 +56,9 @@ import numpy as np  # noqa: E402
 from _timing import emit, timed  # noqa: E402 -- benchmarks/ is the script's directory
 
 import fmjax  # noqa: E402
-from fmjax import data, finetuning, sharding, training  # noqa: E402
+from fmjax import data, finetuning, sharding, steps  # noqa: E402
 from fmjax.models import get_model  # noqa: E402
+from fmjax.runner import Runner, stack  # noqa: E402
 
 MEAN, STD = np.array([0.49, 0.48, 0.45], np.float32), np.array([0.25, 0.24, 0.26], np.float32)
 
@@ -68,10 +69,19 @@ def cifar_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
           rng.integers(0, 10, n).astype(np.int32))
 
 
+def _procedure(batch: int):
+  return finetuning.finetune_procedure(0.01, batch_size=batch, momentum=0.9,
+                                       weight_decay=1e-4)
+
+
+def _init(model):
+  return steps.init_train_state(model, steps.sgd(momentum=0.9, weight_decay=1e-4),
+                                jax.random.key(0), (1, 32, 32, 3))
+
+
 def throughput(args) -> list[dict]:
   model = get_model(args.model, 10)
-  opt = training.sgd(0.01)
-  init = training.init_train_state(model, opt, jax.random.key(0), (1, 32, 32, 3))
+  init = _init(model)
   images, labels = cifar_like(args.n)
   batch = {"image": data.normalize(jnp.asarray(images), MEAN, STD), "label": labels}
   rows = []
@@ -79,21 +89,14 @@ def throughput(args) -> list[dict]:
     mesh = sharding.mesh_or_none(n)
     fd = fmjax.make_fisher_diag(model, init.model_state, chunk_size=args.chunk, devices=n)
     fisher_s = timed(lambda fd=fd: fd.sum(init.params, batch).total, args.reps)
-    step = training.make_epoch_step(model, opt, MEAN, STD, False, mesh)
     x, y = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)), mesh)
+    runner = Runner(model, _procedure(args.batch), x, y, {"remain": np.arange(args.n)},
+                    mean=MEAN, std=STD, seed=0, mesh=mesh)
     state0 = sharding.replicate(init, mesh)
-    order = np.random.default_rng(0).permutation(args.n)
-
-    def train_pass(step=step, x=x, y=y, state0=state0, order=order):
-      state = state0
-      for i in range(0, args.n - args.batch + 1, args.batch):
-        state, m = step(state, x, y, order[i:i + args.batch], jax.random.key(i))
-      return state.params
-
-    steps = args.n // args.batch
-    train_s = timed(train_pass, args.reps)
+    train_s = timed(lambda runner=runner, state0=state0: runner.epoch(state0, 1)[0].params,
+                    args.reps)
     row = {"devices": n, "fisher_examples_per_s": args.n / fisher_s,
-           "train_examples_per_s": steps * args.batch / train_s,
+           "train_examples_per_s": runner.steps(1) * args.batch / train_s,
            "fisher_path": fd.describe(init.params, {k: v[:2] for k, v in batch.items()}).path}
     rows.append(row)
   for row in rows:
@@ -106,24 +109,22 @@ def throughput(args) -> list[dict]:
 
 def stacked(args) -> list[dict]:
   """Fine-tuning epochs of K units: K separate programs one after the other versus one
-  stacked program (:class:`fmjax.finetuning.StackedFinetuner`), on one device."""
+  stacked program (:func:`fmjax.runner.stack`), on one device."""
   model = get_model(args.model, 10)
-  init = training.init_train_state(model, training.sgd(0.01), jax.random.key(0),
-                                   (1, 32, 32, 3))
+  init = _init(model)
   images, labels = cifar_like(args.n)
   x, y = jnp.asarray(images), jnp.asarray(labels)
   rows = []
   for k in args.units:
-    fts = [finetuning.Finetuner(model, x, y, np.arange(args.n), mean=MEAN, std=STD, lr=0.01,
-                                momentum=0.9, weight_decay=1e-4, batch_size=args.batch,
-                                augment=False, seed=seed) for seed in range(k)]
+    fts = [Runner(model, _procedure(args.batch), x, y, {"remain": np.arange(args.n)},
+                  mean=MEAN, std=STD, seed=seed) for seed in range(k)]
     states = [ft.init(init.params, init.model_state) for ft in fts]
-    group = finetuning.StackedFinetuner(fts)
+    group = stack(fts)
     separate_s = timed(lambda fts=fts, states=states: [
         ft.epoch(s, 1)[0].params for ft, s in zip(fts, states, strict=True)], args.reps)
     stacked_s = timed(lambda group=group, states=states: [
         s.params for s in group.epoch(states, 1)[0]], args.reps)
-    examples = k * fts[0].steps_per_epoch * fts[0].batch_size
+    examples = k * fts[0].steps(1) * args.batch
     rows.append({"units": k, "separate_examples_per_s": examples / separate_s,
                  "stacked_examples_per_s": examples / stacked_s,
                  "stacked_over_separate": separate_s / stacked_s})
@@ -135,8 +136,7 @@ def stacked(args) -> list[dict]:
 def memory_child(n: int, args) -> None:
   """One Fisher pass over ``n`` examples streamed in batches; prints its peak memory."""
   model = get_model(args.model, 10)
-  init = training.init_train_state(model, training.sgd(0.01), jax.random.key(0),
-                                   (1, 32, 32, 3))
+  init = _init(model)
   fd = fmjax.make_fisher_diag(model, init.model_state, chunk_size=args.chunk)
 
   def batches():

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import fmjax
-from fmjax import data, sharding, training
+from fmjax import data, finetuning, sharding, steps
 from fmjax.models import get_model
+from fmjax.runner import Runner
 
 MEAN = np.array([0.49, 0.48, 0.45], np.float32)
 STD = np.array([0.25, 0.24, 0.26], np.float32)
@@ -50,28 +51,29 @@ def main() -> None:
   images = rng.integers(0, 256, (args.n, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, args.n).astype(np.int32)
   model = get_model("resnet20", 10)
-  opt = training.sgd(0.1)
-  init = training.init_train_state(model, opt, jax.random.key(0), (1, 32, 32, 3))
+  opt = steps.sgd(0.1, momentum=0.9, weight_decay=1e-4)
+  init = steps.init_train_state(model, opt, jax.random.key(0), (1, 32, 32, 3))
   mesh = sharding.mesh_or_none(None)
-  step = training.make_epoch_step(model, opt, MEAN, STD, False, mesh)
+  proc = finetuning.finetune_procedure(0.1, batch_size=args.batch, momentum=0.9,
+                                       weight_decay=1e-4)
   x, y = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)), mesh)
+  runner = Runner(model, proc, x, y, {"remain": np.arange(args.n)}, mean=MEAN, std=STD,
+                  seed=0, mesh=mesh)
+  step = runner.step_fns[0]
   state = sharding.replicate(init, mesh)
   order = rng.permutation(args.n)
-  steps = args.n // args.batch
+  n_steps = runner.steps(1)
 
   def epoch(state):
-    for i in range(steps):
-      state, _ = step(state, x, y, order[i * args.batch:(i + 1) * args.batch],
-                      jax.random.key(i))
-    return state
+    return runner.epoch(state, 1)[0]
 
   jax.block_until_ready(epoch(state).params)   # compiles, warms up
   start = time.perf_counter()
   jax.block_until_ready(epoch(state).params)
   seconds = time.perf_counter() - start
-  emit({"bench": "epoch", "model": "resnet20", "examples": steps * args.batch,
+  emit({"bench": "epoch", "model": "resnet20", "examples": n_steps * args.batch,
         "batch": args.batch, "devices": 1 if mesh is None else mesh.size,
-        "seconds": seconds, "examples_per_s": steps * args.batch / seconds})
+        "seconds": seconds, "examples_per_s": n_steps * args.batch / seconds})
 
   batch = {"image": data.normalize(jnp.asarray(images), MEAN, STD), "label": labels}
   for path in ("per_layer", "vmap", "auto"):
@@ -94,8 +96,8 @@ def main() -> None:
   def scan_steps(state, x, y, idx, keys):   # data as arguments, never baked-in constants
     def body(s, inputs):
       i, k = inputs
-      batch = training.gather_batch(x, y, i, k, MEAN, STD, augment=False, mesh=mesh)
-      return training.train_step(model, opt, s, batch)[0], None
+      batch = steps.gather_batch(x, y, i, k, MEAN, STD, augment=False, mesh=mesh)
+      return steps.train_step(model, opt, s, batch)[0], None
     return jax.lax.scan(body, state, (idx, keys))[0]
 
   def scanned(state):
@@ -103,7 +105,8 @@ def main() -> None:
 
   def dispatched(state):
     for t in range(args.steps):
-      state, _ = step(state, x, y, idx[t], keys[t])
+      state, _ = step(state, None, x, y, idx[t], None, keys[t], np.float32(0.1),
+                      np.float32(0), None, MEAN, STD)
     return state
 
   timings = {}

@@ -1,38 +1,37 @@
-"""A method's own training: objectives, stages and the procedure the shared routine runs.
+"""Training as data: objectives, stages and procedures, the one thing the runner runs.
 
-The paper's methods edit the weights and then all share one fine-tuning
-(cross-entropy on D_r, :class:`fmjax.finetuning.Finetuner`). The paper's
-successors ARE training procedures: SalUn trains on random labels, SCRUB
+Every training in fmjax is a :class:`Procedure` run by the one epoch loop,
+:class:`fmjax.runner.Runner`: the original's training
+(:func:`fmjax.training.training_procedure`), the paper's fine-tuning and
+Retrain (:func:`fmjax.finetuning.finetune_procedure`), the relearn readout,
+and every successor's own training (SalUn trains on random labels, SCRUB
 alternates ascent and descent on a distillation loss, NegGrad+ descends on
-D_r while ascending on D_f, l1-sparse adds a decaying penalty. A method
-describes such a procedure as data, a :class:`Procedure`, and the shared
-routine (:class:`fmjax.finetuning.ProcedureRunner` inside
-:func:`fmjax.unlearning.unlearn`) runs it with the same batching, data
-order, checkpoints per epoch, resume, readouts after every epoch and phase
-timings as every other method.
+D_r while ascending on D_f, l1-sparse adds a decaying penalty). So all of
+them share the batching, data order, keys, checkpoints per epoch, resume,
+readouts and timings, and any compatible runs stack into one compiled
+program (:func:`fmjax.runner.stack`).
 
 A :class:`Procedure` is a list of :class:`Stage` s run in order in every epoch
-(or in the epochs a stage names). A stage is one pass over a data stream
-(``'remain'``, ``'forget'``, or ``'paired'``: every remain batch together with
-the next batch of a cycled forget stream) minimising one objective. An
-objective is a frozen dataclass (hashable: one compiled step per objective
-and settings) called as::
+(or in the epochs a stage names). A stage is one pass over a named data
+stream (``'remain'``, ``'forget'``, ``'train'``; optionally with a second,
+cycled ``pair`` stream whose next batch comes with every batch) minimising
+one objective. An objective is a frozen dataclass (hashable: one compiled
+step per objective and settings) called as::
 
-    objective(model, params, model_state, batch, forget_batch, teacher, coef)
+    objective(model, params, model_state, batch, pair_batch, teacher, coef)
         -> (loss, (new_model_state, logits))
 
 with ``batch`` the stage's batch (``{'image': [b, H, W, C], 'label': [b]}``),
-``forget_batch`` the paired forget batch (or None), ``teacher`` the original
+``pair_batch`` the paired batch (or None), ``teacher`` the original
 model's ``(params, model_state)`` (or None) and ``coef`` a per-epoch number
 (e.g. l1-sparse's decaying weight). The student runs in training mode
-(BatchNorm statistics updated by every forward pass, in order), the teacher
-in inference mode.
+(:func:`fmjax.steps.apply_train`: BatchNorm statistics updated by every
+forward pass, in order), the teacher in inference mode
+(:func:`teacher_logits`). A user's objective is any such callable.
 
-The optimiser is the training's SGD (momentum, coupled weight decay) at the
-procedure's constant learning rate; ``freeze`` (True = must not move) keeps
-entries EXACTLY where they are: their gradient plus weight decay is zeroed
-before momentum sees it (their momentum stays zero), and their update after
-(SalUn's non-salient weights).
+The optimiser is :func:`fmjax.steps.sgd` (momentum, coupled weight decay) at
+the procedure's rate; ``freeze`` (True = must not move) keeps entries EXACTLY
+where they are (SalUn's non-salient weights, FisherMask's ``freeze_mask``).
 """
 
 from __future__ import annotations
@@ -43,11 +42,10 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from fmjax import sharding
-from fmjax.training import cross_entropy
-
-Stream = Literal["remain", "forget", "paired"]
+from fmjax.steps import TrainState, apply_train, cross_entropy, sgd
 
 
 def distill_kl(student_logits: jax.Array, teacher_logits: jax.Array,
@@ -70,19 +68,14 @@ def l1_norm(params: Any) -> jax.Array:
   return sum(jnp.sum(jnp.abs(p)) for p in jax.tree.leaves(params))
 
 
-def _apply(model, params, model_state, batch):
-  """The student in training mode: logits and the updated non-parameter collections
-  (BatchNorm's statistics over the real examples of a padded batch)."""
-  logits, updates = model.apply({"params": params, **model_state}, batch["image"],
-                                train=sharding.bn_mode(batch), mutable=list(model_state))
-  return logits, {**model_state, **updates}
-
-
-def _ce(logits, batch):
+def batch_cross_entropy(logits: jax.Array, batch: dict) -> jax.Array:
+  """:func:`fmjax.steps.cross_entropy` of ``logits`` against the batch's labels, over
+  its real examples."""
   return cross_entropy(logits, batch["label"], sharding.example_weight(batch))
 
 
-def _teacher_logits(model, teacher, images):
+def teacher_logits(model, teacher: tuple[Any, Any], images: jax.Array) -> jax.Array:
+  """The fixed teacher ``(params, model_state)`` in inference mode, no gradient."""
   params, model_state = teacher
   return jax.lax.stop_gradient(model.apply({"params": params, **model_state}, images,
                                            train=False))
@@ -94,10 +87,10 @@ class CrossEntropy:
   when ``l1`` (l1-sparse)."""
   l1: bool = False
 
-  def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
-    del forget_batch, teacher
-    logits, model_state = _apply(model, params, model_state, batch)
-    loss = _ce(logits, batch)
+  def __call__(self, model, params, model_state, batch, pair_batch, teacher, coef):
+    del pair_batch, teacher
+    logits, model_state = apply_train(model, params, model_state, batch)
+    loss = batch_cross_entropy(logits, batch)
     if self.l1:
       loss = loss + coef * l1_norm(params)
     return loss, (model_state, logits)
@@ -108,11 +101,12 @@ class NegGradPlus:
   """``beta * CE(D_r batch) - (1 - beta) * CE(D_f batch)`` (paired stream;
   ``coef`` is beta). The remain batch goes through the network first."""
 
-  def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
+  def __call__(self, model, params, model_state, batch, pair_batch, teacher, coef):
     del teacher
-    logits, model_state = _apply(model, params, model_state, batch)
-    forget_logits, model_state = _apply(model, params, model_state, forget_batch)
-    loss = coef * _ce(logits, batch) - (1.0 - coef) * _ce(forget_logits, forget_batch)
+    logits, model_state = apply_train(model, params, model_state, batch)
+    forget_logits, model_state = apply_train(model, params, model_state, pair_batch)
+    loss = (coef * batch_cross_entropy(logits, batch)
+            - (1.0 - coef) * batch_cross_entropy(forget_logits, pair_batch))
     return loss, (model_state, logits)
 
 
@@ -121,10 +115,10 @@ class ScrubMax:
   """SCRUB's max-step: minimise ``-KL(teacher || student)`` on a forget batch."""
   temperature: float
 
-  def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
-    del forget_batch, coef
-    logits, model_state = _apply(model, params, model_state, batch)
-    loss = -distill_kl(logits, _teacher_logits(model, teacher, batch["image"]),
+  def __call__(self, model, params, model_state, batch, pair_batch, teacher, coef):
+    del pair_batch, coef
+    logits, model_state = apply_train(model, params, model_state, batch)
+    loss = -distill_kl(logits, teacher_logits(model, teacher, batch["image"]),
                        self.temperature, sharding.example_weight(batch))
     return loss, (model_state, logits)
 
@@ -136,12 +130,12 @@ class ScrubMin:
   ce_weight: float
   kl_weight: float
 
-  def __call__(self, model, params, model_state, batch, forget_batch, teacher, coef):
-    del forget_batch, coef
-    logits, model_state = _apply(model, params, model_state, batch)
-    kl = distill_kl(logits, _teacher_logits(model, teacher, batch["image"]), self.temperature,
+  def __call__(self, model, params, model_state, batch, pair_batch, teacher, coef):
+    del pair_batch, coef
+    logits, model_state = apply_train(model, params, model_state, batch)
+    kl = distill_kl(logits, teacher_logits(model, teacher, batch["image"]), self.temperature,
                     sharding.example_weight(batch))
-    loss = self.ce_weight * _ce(logits, batch) + self.kl_weight * kl
+    loss = self.ce_weight * batch_cross_entropy(logits, batch) + self.kl_weight * kl
     return loss, (model_state, logits)
 
 
@@ -151,30 +145,44 @@ class Stage:
 
   Attributes:
     objective: see the module docstring.
-    stream: 'remain' (the task's remain examples), 'forget' (D_f) or 'paired'
-      (remain batches, each with the next batch of a cycled forget stream).
-    batch_size: examples per step of the stream ('paired': of the remain batch).
-    forget_batch_size: 'paired': examples of each forget batch.
-    random_labels: forget examples carry a uniformly random WRONG label,
-      drawn again every epoch from (seed, epoch).
+    stream: the name of the index set the stage passes over, one of the
+      streams the runner is given (:class:`fmjax.runner.Runner`): an
+      unlearning run gives ``'remain'`` (the task's remain examples) and
+      ``'forget'`` (D_f); the original's training gives ``'train'``.
+    batch_size: examples per step of the stream.
+    pair: a second stream whose next batch comes with every batch of
+      ``stream``, cycled (NegGrad+: ``'forget'``), or None.
+    pair_batch_size: examples of each paired batch.
+    random_labels: the stream's examples carry a uniformly random WRONG
+      label, drawn again every epoch from (seed, epoch, stage).
     epochs: the epochs (1-based) the stage runs in; None = every epoch.
     coef: a number or a function of the epoch (1-based) passed to the objective.
+    last_batch: a ragged last batch is ``'fill'``-ed up from the start of the
+      epoch's order (every step one compiled shape; fine-tuning and the
+      procedures) or kept ``'short'`` (PyTorch's default; the original's
+      training).
   """
   objective: Callable[..., Any]
-  stream: Stream
+  stream: str
   batch_size: int
-  forget_batch_size: int | None = None
+  pair: str | None = None
+  pair_batch_size: int | None = None
   random_labels: bool = False
   epochs: tuple[int, ...] | None = None
   coef: float | Callable[[int], float] = 0.0
+  last_batch: Literal["fill", "short"] = "fill"
 
   def __post_init__(self):
-    if self.stream not in ("remain", "forget", "paired"):
-      raise ValueError(f"a stage's stream must be 'remain', 'forget' or 'paired', got "
-                       f"{self.stream!r}.")
-    if self.batch_size < 1 or (self.stream == "paired" and not self.forget_batch_size):
-      raise ValueError(f"stage batch sizes must be >= 1 (and a 'paired' stage needs "
-                       f"forget_batch_size), got {self.batch_size}, {self.forget_batch_size}.")
+    if not (isinstance(self.stream, str) and self.stream):
+      raise ValueError(f"a stage's stream must name an index set (e.g. 'remain', 'forget'), "
+                       f"got {self.stream!r}.")
+    if self.batch_size < 1 or (self.pair is not None and not (self.pair_batch_size or 0) >= 1):
+      raise ValueError(f"stage batch sizes must be >= 1 (and a stage with a pair stream "
+                       f"needs pair_batch_size), got {self.batch_size}, "
+                       f"{self.pair_batch_size}.")
+    if self.last_batch not in ("fill", "short"):
+      raise ValueError(f"a stage's last_batch must be 'fill' or 'short', got "
+                       f"{self.last_batch!r}.")
 
   def runs_in(self, epoch: int) -> bool:
     return self.epochs is None or epoch in self.epochs
@@ -182,27 +190,52 @@ class Stage:
   def coef_at(self, epoch: int) -> float:
     return float(self.coef(epoch) if callable(self.coef) else self.coef)
 
+  @property
+  def streams(self) -> tuple[str, ...]:
+    """The streams this stage reads."""
+    return (self.stream,) if self.pair is None else (self.stream, self.pair)
+
 
 @dataclasses.dataclass(frozen=True)
 class Procedure:
-  """A method's own training, run by the shared routine.
+  """A training procedure: what :class:`fmjax.runner.Runner` runs, epoch by epoch.
+
+  The original's training, the paper's fine-tuning, Retrain, the relearn
+  readout and every successor are procedures.
 
   Attributes:
     stages: run in this order in every epoch.
-    lr: the constant learning rate of every step.
+    lr: the learning rate, a number or an optax schedule over the run's
+      optimiser steps (counted across epochs and stages from 0).
+    momentum, weight_decay: the SGD's (:func:`fmjax.steps.sgd`).
     teacher: the objectives need the original model (SCRUB).
     info: the procedure's settings as recorded in the run's edit record.
   """
   stages: tuple[Stage, ...]
-  lr: float
+  lr: float | optax.Schedule
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
   teacher: bool = False
   info: dict = dataclasses.field(default_factory=dict, compare=False)
 
   def __post_init__(self):
     if not self.stages:
       raise ValueError("a procedure needs at least one stage.")
-    if not self.lr > 0:
+    if not callable(self.lr) and not self.lr > 0:
       raise ValueError(f"a procedure's learning rate must be > 0, got {self.lr}.")
+    if not (self.momentum >= 0 and self.weight_decay >= 0):
+      raise ValueError(f"a procedure's momentum and weight decay must be >= 0, got "
+                       f"{self.momentum}, {self.weight_decay}.")
+
+  @property
+  def streams(self) -> frozenset[str]:
+    """Every stream a stage reads (a run must supply each, non-empty)."""
+    return frozenset(n for stage in self.stages for n in stage.streams)
+
+  def init(self, params: Any, model_state: Any) -> TrainState:
+    """The state this procedure starts from: ``params`` with a fresh SGD state."""
+    return TrainState(params, model_state,
+                      sgd(momentum=self.momentum, weight_decay=self.weight_decay).init(params))
 
 
 class Budget(NamedTuple):
@@ -213,7 +246,15 @@ class Budget(NamedTuple):
     lr: the learning rate (a constant given in the config, else the method's
       published default).
     batch_size: the run's batch (the config's, else the training batch).
+    momentum, weight_decay: the SGD's (the original training's).
   """
   epochs: int
   lr: float
   batch_size: int
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+
+  def procedure(self, stages: tuple[Stage, ...], **kw: Any) -> Procedure:
+    """A :class:`Procedure` of ``stages`` at this budget's rate and SGD."""
+    return Procedure(stages, self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                     **kw)

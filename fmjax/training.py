@@ -1,11 +1,13 @@
 """Training of the original model, resumable, with the paper's settings.
 
-The optimiser is the paper's: SGD with momentum 0.9 and weight decay added to
-the gradient before momentum (PyTorch's ``SGD(weight_decay=...)``), driven by
-an optax schedule (:mod:`fmjax.schedules`). :func:`train` runs a whole
-training in a work directory (:mod:`fmjax.checkpoints`); killed at any point
-and started again with the same command, it resumes after the last completed
-epoch and ends with the same parameters as an uninterrupted run.
+The training is a procedure like every other (:func:`training_procedure`,
+run by :class:`fmjax.runner.Runner`): cross-entropy on the training set with
+the paper's SGD (:func:`fmjax.steps.sgd`: momentum 0.9, weight decay added to
+the gradient before momentum) driven by an optax schedule
+(:mod:`fmjax.schedules`). :func:`train` runs a whole training in a work
+directory (:mod:`fmjax.checkpoints`); killed at any point and started again
+with the same command, it resumes after the last completed epoch and ends
+with the same parameters as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -27,94 +28,9 @@ from fmjax import _checks, checkpoints, data, evaluation, schedules, sharding
 from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.models import get_model
-
-
-class TrainState(NamedTuple):
-  """Everything one training step reads and writes (a pytree).
-
-  Attributes:
-    params: model parameters.
-    model_state: non-parameter collections, e.g. ``{'batch_stats': ...}``.
-    opt_state: the optax state.
-  """
-  params: Any
-  model_state: Any
-  opt_state: Any
-
-
-def sgd(learning_rate: float | optax.Schedule, *, momentum: float = 0.9,
-        weight_decay: float = 1e-4) -> optax.GradientTransformation:
-  """SGD + momentum with coupled weight decay (PyTorch semantics)."""
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.sgd(learning_rate, momentum=momentum))
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, weight: jax.Array | None = None
-                  ) -> jax.Array:
-  """Mean softmax cross-entropy. Shapes: logits [B, K], labels [B] -> [].
-
-  ``weight`` [B] (0 = a padding example, :mod:`fmjax.sharding`) makes it the
-  weighted mean ``sum(w * ce) / sum(w)``.
-  """
-  return sharding.weighted_mean(optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), labels), weight)
-
-
-def init_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
-                     key: jax.Array, input_shape: tuple[int, ...]) -> TrainState:
-  """Initialises a model for inputs of ``input_shape`` ([B, H, W, C]) and its optimiser."""
-  variables = dict(model.init(key, jnp.zeros(input_shape, jnp.float32)))
-  params = variables.pop("params")
-  return TrainState(params, variables, optimizer.init(params))
-
-
-def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation
-                    ) -> Callable[[TrainState, Mapping], tuple[TrainState, dict]]:
-  """Returns a jitted ``step(state, batch) -> (state, {'loss', 'accuracy'})``.
-
-  BatchNorm runs in training mode and its running statistics are updated.
-  ``batch`` is ``{'image': float [B, H, W, C], 'label': int [B]}``.
-  """
-
-  return jax.jit(lambda state, batch: train_step(model, optimizer, state, batch))
-
-
-def train_step(model: nn.Module, optimizer: optax.GradientTransformation, state: TrainState,
-               batch: Mapping) -> tuple[TrainState, dict]:
-  """One SGD step (pure; jit it with the model and optimiser bound).
-
-  A padded batch (with ``'weight'``, :func:`fmjax.sharding.shard_examples`)
-  counts its real examples only, in the loss and in BatchNorm's statistics.
-  """
-  weight = sharding.example_weight(batch)
-
-  def loss_fn(params):
-    logits, updates = model.apply({"params": params, **state.model_state}, batch["image"],
-                                  train=sharding.bn_mode(batch), mutable=list(state.model_state))
-    return (cross_entropy(logits, batch["label"], weight),
-            ({**state.model_state, **updates}, logits))
-
-  return optimizer_step(optimizer, state, loss_fn, batch["label"], weight)
-
-
-def optimizer_step(optimizer: optax.GradientTransformation, state: TrainState,
-                   loss_fn: Callable[[Any], tuple[jax.Array, tuple[Any, jax.Array]]],
-                   labels: jax.Array, weight: jax.Array | None = None
-                   ) -> tuple[TrainState, dict]:
-  """One optimiser step on ``loss_fn(params) -> (loss, (new_model_state, logits))``.
-
-  Shared by training, fine-tuning and every method's own procedure
-  (:mod:`fmjax.procedures`). Returns the new state and ``{'loss', 'accuracy'}``,
-  the accuracy of ``logits`` against ``labels`` (over the examples of
-  non-zero ``weight`` when given).
-  """
-  (loss, (model_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
-  deltas, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, deltas)
-  accuracy = sharding.weighted_mean(jnp.argmax(logits, -1) == labels, weight)
-  return TrainState(params, model_state, opt_state), {"loss": loss, "accuracy": accuracy}
-
+from fmjax.procedures import CrossEntropy, Procedure, Stage
+from fmjax.runner import Runner
+from fmjax.steps import TrainState, init_train_state, sgd
 
 # ---------------------------------------------------------------------------
 # A whole training run in a work directory.
@@ -228,54 +144,29 @@ def training_set(config: TrainConfig, ds: data.Dataset) -> tuple[np.ndarray, np.
   return x, y, outliers
 
 
+def training_procedure(config: TrainConfig, lr: optax.Schedule) -> Procedure:
+  """The original's training: cross-entropy on the ``'train'`` stream at ``lr`` with the
+  config's SGD, a ragged last batch kept short (as PyTorch's loader)."""
+  return Procedure((Stage(CrossEntropy(), "train", config.batch_size, last_batch="short"),),
+                   lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
 def _setup(config: TrainConfig, ds: data.Dataset, n: int):
-  """Model, lr schedule, optimiser and initial state of a run: one place for
+  """Model, procedure, initial state and augmentation key of a run: one place for
   :func:`train` and :func:`load_trained`, so the two never drift apart."""
   model = get_model(config.model, ds.num_classes)
   lr = schedules.step_schedule(config.schedule, math.ceil(n / config.batch_size))
-  optimizer = sgd(lr, momentum=config.momentum, weight_decay=config.weight_decay)
+  procedure = training_procedure(config, lr)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
+  optimizer = sgd(momentum=config.momentum, weight_decay=config.weight_decay)
   state = init_train_state(model, optimizer, init_key, (1,) + ds.image_shape)
-  return model, lr, optimizer, state, aug_key
+  return model, procedure, state, aug_key
 
 
 class TrainResult(NamedTuple):
   state: TrainState
   metrics: list[dict]
   dataset: data.Dataset
-
-
-def make_epoch_step(model: nn.Module, optimizer: optax.GradientTransformation, mean: Any,
-                    std: Any, augment: bool, mesh: Any = None) -> Callable:
-  """Jitted ``step(state, images_u8, labels, idx [b], key)``: gather, augment and
-  normalise on device, then :func:`train_step`; with a ``mesh``
-  (:mod:`fmjax.sharding`) the batch is split across its devices."""
-  mean, std = jnp.asarray(mean), jnp.asarray(std)
-
-  def step(state, images, labels, idx, key):
-    batch = gather_batch(images, labels, idx, key, mean, std, augment=augment, mesh=mesh)
-    return train_step(model, optimizer, state, batch)
-
-  return jax.jit(step)
-
-
-def gather_batch(images: jax.Array, labels: jax.Array, idx: Any, key: jax.Array, mean: Any,
-                 std: Any, *, augment: bool, mesh: Any = None) -> dict:
-  """On device: the examples ``idx`` of uint8 ``images``, augmented if asked, normalised.
-
-  With a ``mesh`` the batch is then split across its devices, padded with
-  zero-weight examples when ``b`` does not divide by the device count
-  (:func:`fmjax.sharding.shard_examples`). The augmentation draws do not
-  depend on the mesh.
-
-  Shapes: images [N, H, W, C], labels [N], idx [b] -> ``{'image': [b, H, W, C] float32,
-  'label': [b]}`` (``[b', ...]`` and ``'weight': [b']`` when padded).
-  """
-  x = images[idx]
-  if augment:
-    x = data.augment(key, x)
-  return sharding.shard_examples({"image": data.normalize(x, mean, std), "label": labels[idx]},
-                                 mesh)
 
 
 def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
@@ -302,8 +193,7 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
   ds = dataset or data.load_dataset(config.dataset, data_dir)
   train_x, train_y, _ = training_set(config, ds)
   n = len(train_y)
-  steps_per_epoch = math.ceil(n / config.batch_size)
-  model, lr, optimizer, state, aug_key = _setup(config, ds, n)
+  model, procedure, state, aug_key = _setup(config, ds, n)
 
   ckpt = checkpoints.Checkpoints(workdir)
   restored = ckpt.restore_latest({"state": state})
@@ -318,29 +208,19 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
       print(f"resuming after epoch {start_epoch} (checkpoint in {workdir / 'checkpoints'})",
             file=sys.stderr, flush=True)
 
-  step = make_epoch_step(model, optimizer, ds.mean, ds.std, config.augment, mesh)
   predict = evaluation.make_predict_fn(model, ds.mean, ds.std, mesh)
   images_dev, labels_dev = sharding.replicate((jnp.asarray(train_x), jnp.asarray(train_y)), mesh)
+  runner = Runner(model, procedure, images_dev, labels_dev, {"train": np.arange(n)},
+                  mean=ds.mean, std=ds.std, seed=config.seed, key=aug_key,
+                  augment=config.augment, mesh=mesh)
   state = sharding.replicate(state, mesh)
   last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs,
                                                                    stop_after_epoch)
   for epoch in range(start_epoch + 1, last_epoch + 1):
-    order = np.random.default_rng([config.seed, epoch]).permutation(n)
-    bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{config.epochs}", progress)
+    bar = progress_bar(runner.steps(epoch), f"epoch {epoch}/{config.epochs}", progress)
     start = time.perf_counter()
-    sums = {"loss": 0.0, "accuracy": 0.0}
-    for i in range(steps_per_epoch):
-      idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-      step_key = jax.random.fold_in(aug_key, (epoch - 1) * steps_per_epoch + i)
-      state, m = step(state, images_dev, labels_dev, idx, step_key)
-      sums = {k: sums[k] + m[k] * len(idx) for k in sums}
-      crash_point(f"train.step.{epoch}.{i}")
-      bar.update(1)
-      if not bar.disable and (i % 20 == 0 or i == steps_per_epoch - 1):
-        done = (i + 1) * config.batch_size
-        bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}",
-                        ex_s=f"{min(done, n) / (time.perf_counter() - start):.0f}")
-    sums = {k: float(v) / n for k, v in sums.items()}
+    state, sums = runner.epoch(state, epoch, on_step=_step_display(bar, epoch, n,
+                                                                   config.batch_size))
     seconds = time.perf_counter() - start
     bar.close()
     if not math.isfinite(sums["loss"]):
@@ -354,7 +234,7 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
     record = {"epoch": epoch, "train_loss": sums["loss"], "train_accuracy": sums["accuracy"],
               "test_accuracy": report["accuracy"],
               "test_per_class_accuracy": report["per_class_accuracy"],
-              "lr": float(lr(epoch * steps_per_epoch - 1)), "seconds": seconds,
+              "lr": runner.last_lr(epoch), "seconds": seconds,
               "examples_per_s": n / seconds}
     crash_point(f"train.before_commit.{epoch}")
     metrics.append(record)
@@ -366,6 +246,24 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
             f"  {record['examples_per_s']:.0f} ex/s", file=sys.stderr, flush=True)
   ckpt.close()
   return TrainResult(state, metrics, ds)
+
+
+def _step_display(bar, epoch: int, n: int, batch_size: int):
+  """The per-step callback of a training epoch: the progress bar (loss, accuracy and
+  examples/s every 20 steps) and the ``train.step.<epoch>.<i>`` crash points."""
+  start, count = time.perf_counter(), [0]
+
+  def on_step(m: dict) -> None:
+    i = count[0]
+    count[0] += 1
+    crash_point(f"train.step.{epoch}.{i}")
+    bar.update(1)
+    if not bar.disable and (i % 20 == 0 or count[0] == bar.total):
+      done = min(count[0] * batch_size, n)
+      bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}",
+                      ex_s=f"{done / (time.perf_counter() - start):.0f}")
+
+  return on_step
 
 
 def read_config(workdir: str) -> TrainConfig:
@@ -415,7 +313,7 @@ def load_trained(workdir: str, *, data_dir: str | None = None, dataset: data.Dat
   config = read_config(workdir)
   ds = dataset or data.load_dataset(config.dataset, data_dir)
   n = len(training_set(config, ds)[1])
-  model, _, _, like, _ = _setup(config, ds, n)
+  model, _, like, _ = _setup(config, ds, n)
   ckpt = checkpoints.Checkpoints(workdir)
   mismatch = ckpt.structure_mismatch({"state": like})
   if mismatch:

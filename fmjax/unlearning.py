@@ -20,14 +20,13 @@ uninterrupted run ends.
 
 Every phase splits its batches across ``devices`` (:mod:`fmjax.sharding`).
 :func:`unlearn_many` runs several such runs at once, the fine-tunings that
-share an update rule as one stacked program
-(:class:`fmjax.finetuning.StackedFinetuner`).
+stack as one compiled program (:func:`fmjax.runner.stack`): the paper's
+fine-tuning, Retrain and every method's own procedure alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
@@ -43,7 +42,9 @@ from fmjax import _checks, checkpoints, data, finetuning, masks, readouts, shard
 from fmjax._faults import crash_point
 from fmjax._progress import progress_bar
 from fmjax.methods import METHODS, REMAIN_REQUIRED, MethodSettings, UnlearnTask, get_method
-from fmjax.procedures import Budget
+from fmjax.procedures import Budget, Procedure
+from fmjax.runner import Runner, stack, stack_key, steps_per_epoch
+from fmjax.steps import TrainState
 
 CIFAR_LIKE = ("cifar10", "cifar100")
 
@@ -220,8 +221,11 @@ def finetune_epochs(config: UnlearnConfig, train_cfg: training.TrainConfig) -> i
   return train_cfg.epochs if method.finetune_epochs is None else method.finetune_epochs
 
 
-def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int) -> None:
-  """Refuses a method that cannot serve the requested setting, saying why."""
+def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
+                  procedure: Procedure) -> None:
+  """Refuses a method that cannot serve the requested setting, saying why: its edit
+  needs remain data, or ``procedure`` (its own, or the shared fine-tuning) trains on
+  it, and the run has none."""
   method = get_method(config.method)
   if method.classes_only and task.setting != "class":
     what = "outliers" if task.setting == "outliers" else "a random subset"
@@ -234,8 +238,10 @@ def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int) -> None
                        "methods that score from the forget set alone: "
                        f"{', '.join(m for m, s in METHODS.items() if s.remain != REMAIN_REQUIRED)}"
                        ".")
-    if epochs > 0:
-      raise ValueError(f"fine-tuning needs remain data and the run has none (no_remain); set "
+    if epochs > 0 and "remain" in procedure.streams:
+      what = ("fine-tuning needs" if method.procedure is None
+              else f"{method.name}'s procedure trains on")
+      raise ValueError(f"{what} remain data and the run has none (no_remain); set "
                        f"epochs=0 (--epochs 0) to evaluate {method.name}'s edit alone.")
   if config.freeze_mask and not method.masks:
     raise ValueError(f"freeze_mask applies to masking methods; {method.name} masks nothing.")
@@ -244,7 +250,7 @@ def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int) -> None
 class UnlearnResult(NamedTuple):
   records: list[dict]
   summary: dict
-  state: training.TrainState
+  state: TrainState
 
 
 def _finite_state(state) -> None:
@@ -261,53 +267,49 @@ class _Run:
   method: Any
   train_cfg: training.TrainConfig
   model: Any
-  trained: training.TrainState
+  trained: TrainState
   ds: data.Dataset
   task: UnlearnTask
   epochs: int
   workdir: pathlib.Path
   evaluator: readouts.Evaluator
-  lr: Any
+  procedure: Procedure   # the method's own, or the shared fine-tuning
   batch_size: int
   images_dev: Any
   labels_dev: Any
-  ft_indices: np.ndarray
   no_mask: Any
   ckpt: checkpoints.Checkpoints
   progress: bool | None
-  procedure: Any = None
   mesh: Any = None
+
+  @property
+  def own_procedure(self) -> bool:
+    """The method brings its own training (its edit's ``freeze`` is checkpointed)."""
+    return self.method.procedure is not None
 
   def say(self, message: str) -> None:
     if self.progress is not False:
       print(f"[{self.config.method}] {message}", file=sys.stderr, flush=True)
 
-  def finetuner(self, mask: Any, freeze: Any = None):
-    """The epoch loop's trainer: the shared fine-tuning (freezing ``mask`` when
-    the config asks for it), or the method's own procedure (freezing ``freeze``,
-    the entries its edit froze)."""
-    if self.procedure is not None:
-      teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
-                 else None)
-      return finetuning.ProcedureRunner(
-          self.model, self.procedure, self.images_dev, self.labels_dev,
-          remain=self.task.remain, forget=self.task.forget, num_classes=self.task.num_classes,
-          mean=self.ds.mean, std=self.ds.std, momentum=self.train_cfg.momentum,
-          weight_decay=self.train_cfg.weight_decay, augment=self.train_cfg.augment,
-          seed=self.config.seed, freeze=freeze, teacher=teacher, mesh=self.mesh)
-    return finetuning.Finetuner(
-        self.model, self.images_dev, self.labels_dev, self.ft_indices, mean=self.ds.mean,
-        std=self.ds.std, lr=self.lr, momentum=self.train_cfg.momentum,
-        weight_decay=self.train_cfg.weight_decay,
-        freeze=mask if self.config.freeze_mask else None, batch_size=self.batch_size,
-        augment=self.train_cfg.augment, seed=self.config.seed, mesh=self.mesh)
+  def runner(self, mask: Any, freeze: Any = None) -> Runner:
+    """The epoch loop's runner of this run's procedure: a method's own freezes
+    ``freeze`` (the entries its edit froze), the shared fine-tuning freezes ``mask``
+    when the config asks for it."""
+    if not self.own_procedure:
+      freeze = mask if self.config.freeze_mask else None
+    teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
+               else None)
+    return Runner(self.model, self.procedure, self.images_dev, self.labels_dev,
+                  {"remain": self.task.remain, "forget": self.task.forget},
+                  mean=self.ds.mean, std=self.ds.std, seed=self.config.seed,
+                  num_classes=self.task.num_classes, augment=self.train_cfg.augment,
+                  freeze=freeze, teacher=teacher, mesh=self.mesh)
 
   def like(self) -> dict:
     """The structure of this run's checkpoints (state, mask; a procedure's freeze)."""
-    tree = {"state": self.finetuner(self.no_mask).init(self.trained.params,
-                                                       self.trained.model_state),
+    tree = {"state": self.procedure.init(self.trained.params, self.trained.model_state),
             "mask": self.no_mask}
-    if self.procedure is not None:
+    if self.own_procedure:
       tree["freeze"] = self.no_mask
     return tree
 
@@ -333,20 +335,12 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
   trained = sharding.replicate(trained, mesh)
   task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
   epochs = finetune_epochs(config, train_cfg)
-  check_setting(config, task, epochs)
+  batch_size = config.batch_size or train_cfg.batch_size
+  procedure = _procedure(config, method, train_cfg, task, epochs, batch_size)
+  check_setting(config, task, epochs, procedure)
   workdir = checkpoints.claim_workdir(workdir, config.to_json())
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
                                  mia=config.mia, seed=config.seed)
-  batch_size = config.batch_size or train_cfg.batch_size
-  ft_indices = task.remain if task.remain is not None else task.forget
-  spe = finetuning.steps_per_epoch(len(ft_indices), batch_size)
-  mode = "original" if method.schedule == "original" else config.lr
-  lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
-                                    compress_epochs=config.compress_epochs)
-  procedure = None
-  if method.procedure is not None:
-    rate = method.lr if config.lr == "compressed" else float(config.lr)
-    procedure = method.procedure(task, config.settings, Budget(epochs, rate, batch_size))
   no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),
                                             trained.params), mesh)
   device_data = {} if device_data is None else device_data
@@ -354,11 +348,28 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
     device_data[config.checkpoint] = sharding.replicate(
         (jnp.asarray(task.images), jnp.asarray(task.labels)), mesh)
   return _Run(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
-              lr, batch_size, *device_data[config.checkpoint], ft_indices, no_mask,
-              checkpoints.Checkpoints(workdir), progress, procedure, mesh)
+              procedure, batch_size, *device_data[config.checkpoint], no_mask,
+              checkpoints.Checkpoints(workdir), progress, mesh)
 
 
-def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
+def _procedure(config: UnlearnConfig, method: Any, train_cfg: training.TrainConfig,
+               task: UnlearnTask, epochs: int, batch_size: int) -> Procedure:
+  """The run's training: the method's own procedure at its rate (the config's constant
+  rate when given), or the shared fine-tuning on D_r at the compressed (Retrain: the
+  original) schedule or the config's constant rate."""
+  sgd = {"momentum": train_cfg.momentum, "weight_decay": train_cfg.weight_decay}
+  if method.procedure is not None:
+    rate = method.lr if config.lr == "compressed" else float(config.lr)
+    return method.procedure(task, config.settings, Budget(epochs, rate, batch_size, **sgd))
+  stream = task.remain if task.remain is not None else task.forget   # epochs 0 when none
+  spe = steps_per_epoch(len(stream), batch_size)
+  mode = "original" if method.schedule == "original" else config.lr
+  lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
+                                    compress_epochs=config.compress_epochs)
+  return finetuning.finetune_procedure(lr, batch_size=batch_size, **sgd)
+
+
+def _edit_phase(run: _Run) -> tuple[TrainState, Any, Any, list[dict]]:
   """Readouts of the original model, the method's edit, readouts after it; saved as epoch 0."""
   config = run.config
   start = time.perf_counter()
@@ -372,8 +383,7 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
   mask = edit.mask if edit.mask is not None else run.no_mask
   # On the run's devices once: fine-tuning and every checkpoint use them as they are.
   mask, freeze = sharding.replicate((mask, edit.freeze), run.mesh)
-  state = sharding.replicate(run.finetuner(mask, freeze).init(edit.params, edit.model_state),
-                            run.mesh)
+  state = sharding.replicate(run.procedure.init(edit.params, edit.model_state), run.mesh)
   _finite_state(state)
   start = time.perf_counter()
   after = run.evaluator(state.params, state.model_state)
@@ -381,7 +391,7 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
   stats = masks.mask_stats(mask)
   masked = sum(s.masked for s in stats)
   info = dict(edit.info)
-  if run.procedure is not None:
+  if run.own_procedure:
     info["procedure"] = run.procedure.info
   if freeze is not None:
     info["frozen_fraction"] = (sum(int(jnp.sum(f)) for f in jax.tree.leaves(freeze))
@@ -400,13 +410,13 @@ def _edit_phase(run: _Run) -> tuple[training.TrainState, Any, Any, list[dict]]:
 def _tree(run: _Run, state, mask, freeze) -> dict:
   """What one checkpoint holds (see :meth:`_Run.like`)."""
   tree = {"state": state, "mask": mask}
-  if run.procedure is not None:
+  if run.own_procedure:
     tree["freeze"] = run.no_mask if freeze is None else freeze
   return tree
 
 
 def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
-            ) -> tuple[int, training.TrainState, Any, Any, list[dict]]:
+            ) -> tuple[int, TrainState, Any, Any, list[dict]]:
   """The state after the last committed epoch, and the records committed with it."""
   start_epoch, tree, records = restored
   checkpoints.write_metrics(run.workdir, records)
@@ -414,20 +424,22 @@ def _resume(run: _Run, restored: tuple[int, Any, list[dict]]
   freeze = tree.get("freeze")
   if freeze is not None and not any(bool(jnp.any(f)) for f in jax.tree.leaves(freeze)):
     freeze = None   # the edit froze nothing: the same program as an uninterrupted run
-  state, mask, freeze = sharding.replicate((training.TrainState(*tree["state"]), tree["mask"],
+  state, mask, freeze = sharding.replicate((TrainState(*tree["state"]), tree["mask"],
                                             freeze), run.mesh)
   return start_epoch, state, mask, freeze, list(records)
 
 
-def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, freeze: Any, first: int,
-                    last: int, records: list[dict]) -> training.TrainState:
+def _finetune_phase(run: _Run, state: TrainState, mask: Any, freeze: Any, first: int,
+                    last: int, records: list[dict]) -> TrainState:
   """Fine-tuning (or procedure) epochs ``first..last``, each evaluated, saved and recorded."""
-  ft = run.finetuner(mask, freeze)
+  if first > last:
+    return state
+  ft = run.runner(mask, freeze)
   for epoch in range(first, last + 1):
     bar = progress_bar(ft.steps(epoch), f"{run.config.method} {epoch}/{run.epochs}",
                        run.progress)
     start = time.perf_counter()
-    state, m = ft.epoch(state, epoch, on_step=functools.partial(bar.update, 1))
+    state, m = ft.epoch(state, epoch, on_step=lambda m, bar=bar: bar.update(1))
     jax.block_until_ready(state.params)
     bar.close()
     _commit_epoch(run, state, mask, freeze, epoch, m, ft.last_lr(epoch),
@@ -435,7 +447,7 @@ def _finetune_phase(run: _Run, state: training.TrainState, mask: Any, freeze: An
   return state
 
 
-def _commit_epoch(run: _Run, state: training.TrainState, mask: Any, freeze: Any, epoch: int,
+def _commit_epoch(run: _Run, state: TrainState, mask: Any, freeze: Any, epoch: int,
                   m: dict, lr: float, seconds: dict, records: list[dict],
                   extra: dict | None = None) -> None:
   """Evaluates the state after ``epoch``, records it and commits its checkpoint."""
@@ -453,12 +465,12 @@ def _commit_epoch(run: _Run, state: training.TrainState, mask: Any, freeze: Any,
 
 
 def _stacked_finetune_phase(units: list[_Unit], first: int, last: int) -> None:
-  """Fine-tuning epochs ``first..last`` of several units as ONE compiled program
-  (:class:`fmjax.finetuning.StackedFinetuner`); each unit is evaluated, recorded and
+  """Epochs ``first..last`` of several units as ONE compiled program
+  (:func:`fmjax.runner.stack`); each unit is evaluated, recorded and
   committed after every epoch exactly as alone. A unit's ``seconds.finetune`` is its
   share (1/K) of the stacked epoch's wall time; its records say ``stacked_units: K``."""
-  fts = [u.run.finetuner(u.mask, u.freeze) for u in units]
-  stacked = finetuning.StackedFinetuner(fts)
+  fts = [u.run.runner(u.mask, u.freeze) for u in units]
+  stacked = stack(fts)
   lead = units[0].run
   for epoch in range(first, last + 1):
     bar = progress_bar(stacked.steps(epoch),
@@ -466,7 +478,7 @@ def _stacked_finetune_phase(units: list[_Unit], first: int, last: int) -> None:
                        f"{epoch}/{lead.epochs}", lead.progress)
     start = time.perf_counter()
     states, ms = stacked.epoch([u.state for u in units], epoch,
-                               on_step=functools.partial(bar.update, 1))
+                               on_step=lambda m, bar=bar: bar.update(1))
     jax.block_until_ready([s.params for s in states])
     bar.close()
     share = (time.perf_counter() - start) / len(units)
@@ -476,15 +488,16 @@ def _stacked_finetune_phase(units: list[_Unit], first: int, last: int) -> None:
                     {"finetune": share}, u.records, {"stacked_units": len(units)})
 
 
-def _relearn_phase(run: _Run, state: training.TrainState, records: list[dict]) -> None:
+def _relearn_phase(run: _Run, state: TrainState, records: list[dict]) -> None:
   """The relearn readout: optimiser steps on D_f until its loss is back at the original's."""
   config, train_cfg = run.config, run.train_cfg
   threshold = config.relearn_threshold or records[0]["forget_train_loss"]
-  relearn_ft = finetuning.Finetuner(
-      run.model, run.images_dev, run.labels_dev, run.task.forget, mean=run.ds.mean,
-      std=run.ds.std, lr=train_cfg.lr, momentum=train_cfg.momentum,
-      weight_decay=train_cfg.weight_decay, batch_size=run.batch_size,
-      augment=train_cfg.augment, seed=config.seed + 7, mesh=run.mesh)
+  relearn_ft = Runner(
+      run.model, finetuning.finetune_procedure(
+          train_cfg.lr, batch_size=run.batch_size, momentum=train_cfg.momentum,
+          weight_decay=train_cfg.weight_decay, stream="forget"),
+      run.images_dev, run.labels_dev, {"forget": run.task.forget}, mean=run.ds.mean,
+      std=run.ds.std, seed=config.seed + 7, augment=train_cfg.augment, mesh=run.mesh)
   start = time.perf_counter()
   rel = readouts.relearn_time(run.evaluator, relearn_ft.epoch,
                               relearn_ft.init(state.params, state.model_state),
@@ -517,7 +530,7 @@ def _finished(run: _Run, restored) -> UnlearnResult | None:
       or (relearn and tail[0].get("phase") != "relearn")
       or summary != json.loads(json.dumps(summarize(run.config, records)))):
     return None
-  return UnlearnResult(records, summary, training.TrainState(*restored[1]["state"]))
+  return UnlearnResult(records, summary, TrainState(*restored[1]["state"]))
 
 
 @dataclasses.dataclass
@@ -525,7 +538,7 @@ class _Unit:
   """One run between its edit (or resume) and its end: what the epoch loop changes."""
   run: _Run
   start: int
-  state: training.TrainState
+  state: TrainState
   mask: Any
   freeze: Any
   records: list[dict]
@@ -594,14 +607,13 @@ def unlearn_many(configs: list[UnlearnConfig], workdirs: list[str], *,
   """Runs (or resumes) several unlearning runs, their fine-tunings stacked.
 
   Each run has its own work directory, edit, checkpoints, records and summary,
-  exactly as :func:`unlearn` gives them. Runs whose fine-tuning shares the
-  update rule (the same training run, batch, epochs, optimiser settings and
-  freezing, and the same epoch to start from: e.g. the mask methods and
-  their seeds) run their fine-tuning epochs as ONE compiled program with
-  their parameters stacked along a leading axis
-  (:class:`fmjax.finetuning.StackedFinetuner`); any other run (a method
-  with its own procedure, Retrain beside the others) runs alone. Results
-  equal separate runs up to the order of floating-point sums.
+  exactly as :func:`unlearn` gives them. Runs whose training shares the update
+  rule (:func:`fmjax.runner.stack_key`: the same training run, stages, batch,
+  SGD settings and freezing; and the same epochs and epoch to start from: e.g.
+  the mask methods and their seeds, Retrain's seeds, one successor's seeds)
+  run their epochs as ONE compiled program with their parameters stacked
+  along a leading axis (:func:`fmjax.runner.stack`); the others run alone.
+  Results equal separate runs up to the order of floating-point sums.
   """
   if len(configs) != len(workdirs):
     raise ValueError(f"unlearn_many needs one work directory per config, got "
@@ -619,10 +631,9 @@ def unlearn_many(configs: list[UnlearnConfig], workdirs: list[str], *,
     if isinstance(unit, UnlearnResult):
       results[i] = unit
       continue
-    key: Any = ("alone", i)
-    if run.procedure is None:
-      key = (finetuning.stack_key(run.finetuner(unit.mask, unit.freeze)), unit.start,
-             run.epochs)
+    key: Any = ("nothing to train", i)
+    if unit.start < run.epochs:
+      key = (stack_key(run.runner(unit.mask, unit.freeze)), unit.start, run.epochs)
     groups.setdefault(key, []).append((i, unit))
   for members in groups.values():
     lead = members[0][1]

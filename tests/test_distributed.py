@@ -26,22 +26,24 @@ WORKER = textwrap.dedent('''
     assert distributed.initialize(timeout_s=120)
     import jax, jax.numpy as jnp, numpy as np
     import fmjax
-    from fmjax import data, sharding, training
+    from fmjax import data, finetuning, runner, sharding, steps
     from fmjax.models import get_model
     from tests.conftest import rel_error
     ds = data.load_dataset("digits")
     images, labels = ds.train_images[:200], ds.train_labels[:200]
     model = get_model("small_cnn", 10)
-    opt = training.sgd(0.01)
-    init = training.init_train_state(model, opt, jax.random.key(0), (1, 8, 8, 1))
+    proc = finetuning.finetune_procedure(0.01, batch_size=1, momentum=0.9, weight_decay=1e-4)
+    init = steps.init_train_state(model, steps.sgd(momentum=0.9, weight_decay=1e-4),
+                                  jax.random.key(0), (1, 8, 8, 1))
 
-    def steps(mesh):   # ten augmented steps of batch 37: padded to 40 on 4 devices
-      step = training.make_epoch_step(model, opt, ds.mean, ds.std, True, mesh)
+    def ten_steps(mesh):   # ten augmented steps of batch 37: padded to 40 on 4 devices
+      step = runner.make_step(model, proc.stages[0], proc, augment=True, mesh=mesh)
       state = sharding.replicate(init, mesh)
       x, y = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)), mesh)
       for t in range(10):
         idx = np.random.default_rng(t).permutation(200)[:37]
-        state, m = step(state, x, y, idx, jax.random.key(t))
+        state, m = step(state, None, x, y, idx, None, jax.random.key(t), np.float32(0.01),
+                        np.float32(0), None, ds.mean, ds.std)
       return sharding.to_host(state)
 
     mesh = sharding.data_mesh()
@@ -57,7 +59,7 @@ WORKER = textwrap.dedent('''
         out[f"fisher/{kind}/{path}"] = [rel_error(sharding.to_host(got.total),
                                                   sharding.to_host(ref.total)),
                                         float(got.count)]
-    ref, got = steps(None), steps(mesh)
+    ref, got = ten_steps(None), ten_steps(mesh)
     out["steps"] = [rel_error(got.params, ref.params), rel_error(got.model_state,
                                                                  ref.model_state)]
     if distributed.is_writer():

@@ -10,11 +10,12 @@ import numpy as np
 import optax
 import pytest
 
-from fmjax import finetuning, masks, readouts
+from fmjax import finetuning, masks, readouts, steps
 from fmjax.methods import MethodSettings, UnlearnTask, _channels
 from fmjax.methods.fisher_noise import noise_variance
 from fmjax.methods.influence import conjugate_gradient, influence_update
 from fmjax.methods.tfidf import tfidf_scores
+from fmjax.runner import Runner
 
 
 class ConvBN(nn.Module):
@@ -235,17 +236,16 @@ def test_fine_tuning_keeps_masked_weights_at_zero_only_when_frozen(convbn, freez
   params = variables["params"]
   mask = masks.random_mask(jax.random.key(3), params, 0.3)
   masked = masks.apply_mask(params, mask)
-  ft = finetuning.Finetuner(model, jnp.asarray(images), jnp.asarray(labels), np.arange(40),
-                            mean=np.zeros(2), std=np.ones(2), lr=0.1, momentum=0.9,
-                            weight_decay=1e-3, freeze=mask if freeze else None, batch_size=16,
-                            augment=False, seed=0)
+  proc = finetuning.finetune_procedure(0.1, batch_size=16, momentum=0.9, weight_decay=1e-3)
+  ft = Runner(model, proc, jnp.asarray(images), jnp.asarray(labels), {"remain": np.arange(40)},
+              mean=np.zeros(2), std=np.ones(2), seed=0, freeze=mask if freeze else None)
   state = ft.init(masked, {"batch_stats": variables["batch_stats"]})
   for epoch in (1, 2, 3):
     state, _ = ft.epoch(state, epoch)
-  size = ft.step._cache_size()
+  size = ft.step_fns[0]._cache_size()
   for epoch in (4, 5):
     state, _ = ft.epoch(state, epoch)
-  assert ft.step._cache_size() == size       # no retrace after the first epoch
+  assert ft.step_fns[0]._cache_size() == size       # no retrace after the first epoch
   moved = [np.abs(np.asarray(p)[np.asarray(m)]).max(initial=0.0)
            for p, m in zip(jax.tree.leaves(state.params), jax.tree.leaves(mask), strict=True)]
   if freeze:
@@ -298,28 +298,31 @@ def test_membership_inference_separates_confident_members():
 
 
 def test_fine_tuning_step_equals_optax_sgd_with_the_schedule(convbn):
-  """The lr-as-argument step is the training optimiser: optax.sgd over the schedule."""
-  from fmjax import training
+  """The runner's step with the rate evaluated on the host is optax's own stateful SGD
+  over the schedule (weight decay, then momentum), step for step, in the (seed, epoch)
+  order."""
   model, variables, _, _ = convbn
   rng = np.random.default_rng(1)
   images = rng.integers(0, 256, (32, 5, 5, 2), dtype=np.uint8)
   labels = rng.integers(0, 3, 32).astype(np.int32)
   schedule = optax.piecewise_constant_schedule(0.1, {3: 0.1})
-  ft = finetuning.Finetuner(model, jnp.asarray(images), jnp.asarray(labels), np.arange(32),
-                            mean=np.zeros(2), std=np.ones(2), lr=schedule, momentum=0.9,
-                            weight_decay=1e-3, batch_size=8, augment=False, seed=0)
+  proc = finetuning.finetune_procedure(schedule, batch_size=8, momentum=0.9, weight_decay=1e-3)
+  ft = Runner(model, proc, jnp.asarray(images), jnp.asarray(labels), {"remain": np.arange(32)},
+              mean=np.zeros(2), std=np.ones(2), seed=0)
   state = ft.init(variables["params"], {"batch_stats": variables["batch_stats"]})
   state, _ = ft.epoch(state, 1)
   state, _ = ft.epoch(state, 2)
-  opt = training.sgd(schedule, momentum=0.9, weight_decay=1e-3)
-  ref = training.TrainState(variables["params"], {"batch_stats": variables["batch_stats"]},
-                            opt.init(variables["params"]))
-  step = training.make_epoch_step(model, opt, np.zeros(2), np.ones(2), False)
+  assert ft.last_lr(1) == pytest.approx(0.01) and ft.last_lr(2) == pytest.approx(0.01)
+  opt = optax.chain(optax.add_decayed_weights(1e-3), optax.sgd(schedule, momentum=0.9))
+  ref = steps.TrainState(variables["params"], {"batch_stats": variables["batch_stats"]},
+                         opt.init(variables["params"]))
+  step = jax.jit(lambda s, b: steps.train_step(model, opt, s, b))
   for epoch in (1, 2):
     order = np.random.default_rng([0, epoch]).permutation(32)
     for i in range(4):
-      ref, _ = step(ref, jnp.asarray(images), jnp.asarray(labels), order[i * 8:(i + 1) * 8],
-                    jax.random.key(0))
+      idx = order[i * 8:(i + 1) * 8]
+      ref, _ = step(ref, {"image": jnp.asarray(images[idx], jnp.float32) / 255.0,
+                          "label": jnp.asarray(labels[idx])})
   chex.assert_trees_all_close(state.params, ref.params, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(state.model_state, ref.model_state, rtol=1e-5, atol=1e-6)
 

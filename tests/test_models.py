@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from fmjax.models import resnet20
-from fmjax.training import init_train_state, make_train_step, sgd
+from fmjax.steps import init_train_state, sgd, train_step
 
 
 def test_resnet20_parameter_count():
@@ -29,11 +29,11 @@ def test_resnet20_shapes_any_channels_and_classes():
 
 def test_train_step_lowers_the_loss():
   model = resnet20(num_classes=3)
-  tx = sgd(0.05)
+  tx = sgd(0.05, momentum=0.9, weight_decay=1e-4)
   state = init_train_state(model, tx, jax.random.key(0), (1, 8, 8, 3))
   x = jax.random.normal(jax.random.key(1), (12, 8, 8, 3))
   batch = {"image": x, "label": jnp.arange(12) % 3}
-  step = make_train_step(model, tx)
+  step = jax.jit(lambda s, b: train_step(model, tx, s, b))
   first = None
   for _ in range(15):
     state, metrics = step(state, batch)

@@ -47,24 +47,26 @@ STEPS_SCRIPT = textwrap.dedent('''
     # Ten training steps of a BatchNorm CNN on real digits, on 1, 2 and 8 devices: batch
     # 32 divides every device count; batch 37 pads with zero-weight examples on 2 and 8.
     import json, jax, jax.numpy as jnp, numpy as np
-    from fmjax import data, evaluation, sharding, training
+    from fmjax import data, evaluation, finetuning, runner, sharding, steps
     from fmjax.models import get_model
     from tests.conftest import rel_error
     ds = data.load_dataset("digits")
     images, labels = ds.train_images[:200], ds.train_labels[:200]
     model = get_model("small_cnn", 10)
-    opt = training.sgd(0.01)
-    init = training.init_train_state(model, opt, jax.random.key(0), (1, 8, 8, 1))
+    proc = finetuning.finetune_procedure(0.01, batch_size=1, momentum=0.9, weight_decay=1e-4)
+    init = steps.init_train_state(model, steps.sgd(momentum=0.9, weight_decay=1e-4),
+                                  jax.random.key(0), (1, 8, 8, 1))
 
     def run(n, batch, augment):
       mesh = sharding.mesh_or_none(n)
-      step = training.make_epoch_step(model, opt, ds.mean, ds.std, augment, mesh)
+      step = runner.make_step(model, proc.stages[0], proc, augment=augment, mesh=mesh)
       state = sharding.replicate(init, mesh)
       x, y = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)), mesh)
       losses = []
       for t in range(10):
         idx = np.random.default_rng(t).permutation(200)[:batch]
-        state, m = step(state, x, y, idx, jax.random.key(t))
+        state, m = step(state, None, x, y, idx, None, jax.random.key(t), np.float32(0.01),
+                        np.float32(0), None, ds.mean, ds.std)
         losses.append(float(m["loss"]))
       if mesh is not None:
         assert all(len(p.sharding.device_set) == n for p in jax.tree.leaves(state.params))

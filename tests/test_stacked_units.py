@@ -11,6 +11,7 @@ import pytest
 from experiments import _runner, run
 from experiments._spec import Experiment, Original, Unit
 from fmjax import finetuning, unlearning
+from fmjax import runner as runner_lib
 
 # Mask methods and seeds share the update rule and stack; SCRUB (its own procedure) and
 # influence (no fine-tuning) run alone inside the same call.
@@ -85,13 +86,16 @@ def test_a_stopped_group_resumes_like_an_uninterrupted_one(trained, digits, sepa
 def test_mismatched_units_are_refused_with_the_reason(trained, digits, tmp_path):
   from fmjax import training
   _, model, _, ds = training.load_trained(trained, dataset=digits)
-  common = dict(mean=ds.mean, std=ds.std, lr=0.01, momentum=0.9, weight_decay=1e-4,
-                augment=False, seed=0)
   images, labels = jax.numpy.asarray(ds.train_images), jax.numpy.asarray(ds.train_labels)
-  a = finetuning.Finetuner(model, images, labels, np.arange(100), batch_size=32, **common)
-  b = finetuning.Finetuner(model, images, labels, np.arange(100), batch_size=16, **common)
+
+  def runner(batch_size):
+    proc = finetuning.finetune_procedure(0.01, batch_size=batch_size, momentum=0.9,
+                                         weight_decay=1e-4)
+    return runner_lib.Runner(model, proc, images, labels, {"remain": np.arange(100)},
+                             mean=ds.mean, std=ds.std, seed=0)
+
   with pytest.raises(ValueError, match="cannot share one program.*stack_key"):
-    finetuning.StackedFinetuner([a, b])
+    runner_lib.stack([runner(32), runner(16)])
   with pytest.raises(ValueError, match="one work directory per config"):
     unlearning.unlearn_many(_configs(trained)[:2], [tmp_path / "x"], dataset=digits)
   with pytest.raises(ValueError, match="same work directory twice"):

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fmjax import finetuning, procedures, readouts, training
+from fmjax import procedures, readouts, steps
+from fmjax import runner as runner_lib
 from fmjax.methods._gradients import mean_loss_grad
 from fmjax.methods.l1_sparse import l1_gamma, l1_sparse_procedure
 from fmjax.methods.salun import saliency_mask, salun_procedure
@@ -51,7 +52,7 @@ def test_ssd_batch_importance_is_the_mean_of_squared_batch_mean_gradients(mlp_se
   want = None
   for lo in (0, 4, 8):   # batches 4, 4, 2 (a ragged last batch counts as one batch)
     x = jnp.asarray(images[lo:lo + 4], jnp.float32) / 255.0
-    g = jax.grad(lambda p, x=x, lo=lo: training.cross_entropy(
+    g = jax.grad(lambda p, x=x, lo=lo: steps.cross_entropy(
         model.apply({"params": p, **state}, x), jnp.asarray(labels[lo:lo + 4])))(params)
     sq = jax.tree.map(jnp.square, g)
     want = sq if want is None else jax.tree.map(jnp.add, want, sq)
@@ -86,11 +87,11 @@ def test_salun_non_salient_weights_and_their_momentum_never_move():
        "label": jnp.asarray(labels[forget])}])
   salient = saliency_mask(grad, 0.5)
   freeze = jax.tree.map(jnp.logical_not, salient)
-  proc = salun_procedure(None, _Settings(), procedures.Budget(2, 0.5, 8))
-  runner = finetuning.ProcedureRunner(
-      model, proc, jnp.asarray(images), jnp.asarray(labels), remain=remain, forget=forget,
-      num_classes=4, mean=0.0, std=1.0, momentum=0.9, weight_decay=5e-4, augment=False,
-      seed=0, freeze=freeze)
+  proc = salun_procedure(None, _Settings(), procedures.Budget(2, 0.5, 8, momentum=0.9,
+                                                             weight_decay=5e-4))
+  runner = runner_lib.Runner(model, proc, jnp.asarray(images), jnp.asarray(labels),
+                             {"remain": remain, "forget": forget}, num_classes=4, mean=0.0,
+                             std=1.0, seed=0, freeze=freeze)
   start = runner.init(params, state)
   end, _ = runner.epoch(start, 1)
   end, _ = runner.epoch(end, 2)
@@ -188,7 +189,7 @@ def test_neggrad_plus_gradient_is_beta_g_r_minus_one_minus_beta_g_f(mlp_setup):
                                                   beta)[0])(params)
 
   def ce_grad(b):
-    return jax.grad(lambda p: training.cross_entropy(model.apply({"params": p}, b["image"]),
+    return jax.grad(lambda p: steps.cross_entropy(model.apply({"params": p}, b["image"]),
                                                      b["label"]))(params)
 
   g_r, g_f = ce_grad(remain), ce_grad(forget)
@@ -201,13 +202,13 @@ def test_neggrad_plus_gradient_is_beta_g_r_minus_one_minus_beta_g_f(mlp_setup):
 @pytest.mark.parametrize("k", [2, 3, 10])
 def test_random_labels_never_equal_the_true_label_and_cover_the_others(k):
   labels = np.arange(5000) % k
-  wrong = finetuning.random_wrong_labels(labels, k, [0, 1])
+  wrong = runner_lib.random_wrong_labels(labels, k, [0, 1])
   assert not np.any(wrong == labels)
   assert wrong.min() >= 0 and wrong.max() < k
   for c in range(k):   # every wrong class is drawn, roughly uniformly
     counts = np.bincount(wrong[labels == c], minlength=k)
     assert counts[c] == 0 and np.all(counts[np.arange(k) != c] > 0.6 * 5000 / k / (k - 1))
-  again = finetuning.random_wrong_labels(labels, k, [0, 1])
+  again = runner_lib.random_wrong_labels(labels, k, [0, 1])
   np.testing.assert_array_equal(wrong, again)   # seeded
 
 
@@ -217,13 +218,13 @@ def test_a_random_label_stage_relabels_only_the_forget_examples():
   params, state = init_with_stats(model, jnp.asarray(images[:4], jnp.float32))
   proc = Procedure((Stage(procedures.CrossEntropy(), "forget", 8, random_labels=True),), 0.1)
   forget = np.arange(0, 40, 5)
-  runner = finetuning.ProcedureRunner(
-      model, proc, jnp.asarray(images), jnp.asarray(labels), remain=None, forget=forget,
-      num_classes=4, mean=0.0, std=1.0, momentum=0.9, weight_decay=0.0, augment=False, seed=3)
-  relabelled = np.asarray(runner._labels(1, 0))
+  runner = runner_lib.Runner(model, proc, jnp.asarray(images), jnp.asarray(labels),
+                             {"remain": None, "forget": forget}, num_classes=4, mean=0.0,
+                             std=1.0, seed=3)
+  relabelled = np.asarray(next(runner.inputs(1)).labels)
   assert np.all(relabelled[forget] != labels[forget])
   np.testing.assert_array_equal(np.delete(relabelled, forget), np.delete(labels, forget))
-  assert not np.array_equal(np.asarray(runner._labels(2, 0)), relabelled)   # a new draw
+  assert not np.array_equal(np.asarray(next(runner.inputs(2)).labels), relabelled)   # redrawn
 
 
 # --- the SVC membership-inference attack ------------------------------------------------------

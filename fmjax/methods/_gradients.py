@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from fmjax import _compiled, sharding
-from fmjax.training import cross_entropy
+from fmjax.steps import cross_entropy
 
 
 def _compiled_batch_grad(model):

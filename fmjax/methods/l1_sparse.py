@@ -31,8 +31,8 @@ def l1_sparse_procedure(task: UnlearnTask, settings: MethodSettings,
   """Cross-entropy on D_r plus the decaying l1 penalty."""
   del task
   gamma, epochs = settings.l1_gamma, max(budget.epochs, 1)
-  return Procedure(
+  return budget.procedure(
       (Stage(CrossEntropy(l1=True), "remain", budget.batch_size,
              coef=lambda e: l1_gamma(gamma, e, epochs)),),
-      lr=budget.lr, info={"lr": budget.lr, "epochs": budget.epochs, "gamma": gamma,
+      info={"lr": budget.lr, "epochs": budget.epochs, "gamma": gamma,
                           "batch_size": budget.batch_size})

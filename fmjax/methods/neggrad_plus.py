@@ -28,10 +28,10 @@ def neggrad_plus_procedure(task: UnlearnTask, settings: MethodSettings,
                            budget: Budget) -> Procedure:
   """Paired remain/forget batches, ``beta * CE_r - (1 - beta) * CE_f``."""
   del task
-  return Procedure(
-      (Stage(NegGradPlus(), "paired", budget.batch_size,
-             forget_batch_size=settings.neggrad_forget_batch_size,
+  return budget.procedure(
+      (Stage(NegGradPlus(), "remain", budget.batch_size, pair="forget",
+             pair_batch_size=settings.neggrad_forget_batch_size,
              coef=settings.neggrad_beta),),
-      lr=budget.lr, info={"lr": budget.lr, "epochs": budget.epochs,
+      info={"lr": budget.lr, "epochs": budget.epochs,
                           "beta": settings.neggrad_beta, "batch_size": budget.batch_size,
                           "forget_batch_size": settings.neggrad_forget_batch_size})

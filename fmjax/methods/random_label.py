@@ -28,8 +28,8 @@ def random_label_procedure(task: UnlearnTask, settings: MethodSettings,
                            budget: Budget) -> Procedure:
   """D_f with random wrong labels, then D_r, every epoch."""
   del task, settings
-  return Procedure(
+  return budget.procedure(
       (Stage(CrossEntropy(), "forget", budget.batch_size, random_labels=True),
        Stage(CrossEntropy(), "remain", budget.batch_size)),
-      lr=budget.lr, info={"lr": budget.lr, "epochs": budget.epochs,
+      info={"lr": budget.lr, "epochs": budget.epochs,
                           "batch_size": budget.batch_size})

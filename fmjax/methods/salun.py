@@ -22,6 +22,7 @@ paper tunes the rate per setting, which ``experiments`` can sweep.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -60,5 +61,5 @@ def salun(model, params, model_state, task: UnlearnTask, settings: MethodSetting
 def salun_procedure(task: UnlearnTask, settings: MethodSettings, budget: Budget) -> Procedure:
   """Random-label unlearning (the non-salient weights are frozen by the edit)."""
   proc = random_label_procedure(task, settings, budget)
-  return Procedure(proc.stages, proc.lr, info={**proc.info,
-                                               "salun_fraction": settings.salun_fraction})
+  return dataclasses.replace(proc, info={**proc.info,
+                                         "salun_fraction": settings.salun_fraction})

@@ -34,11 +34,11 @@ def scrub_procedure(task: UnlearnTask, settings: MethodSettings, budget: Budget)
   del task
   t = settings.scrub_temperature
   max_epochs = tuple(range(1, min(settings.scrub_max_epochs, budget.epochs) + 1))
-  return Procedure(
+  return budget.procedure(
       (Stage(ScrubMax(t), "forget", settings.scrub_forget_batch_size, epochs=max_epochs),
        Stage(ScrubMin(t, settings.scrub_ce_weight, settings.scrub_kl_weight), "remain",
              budget.batch_size)),
-      lr=budget.lr, teacher=True,
+      teacher=True,
       info={"lr": budget.lr, "epochs": budget.epochs, "max_epochs": list(max_epochs),
             "temperature": t, "kl_weight": settings.scrub_kl_weight,
             "ce_weight": settings.scrub_ce_weight, "batch_size": budget.batch_size,
