@@ -82,15 +82,17 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
         continue
       config = unlearning.make_config(str(original_dir(root, unit.original)), unit.method,
                                       seed=seed, **dict(unit.unlearn))
-      pending.append((label, unit.original, config, out))
-  # Runs of one original go together, K at a time: unlearn_many stacks the fine-tunings
-  # that share an update rule into one program (K = 1: one run after the other).
+      pending.append((label, unit.original, config, out, unit.line))
+  # Runs of one original go together, K at a time, the runs of one line (its settings and
+  # seeds) next to each other: unlearn_many stacks the runs that share an update rule
+  # into one program (K = 1: one run after the other).
   if units_per_program == 1:
     chunks = [[p] for p in pending]
   else:
+    lines = {u.line: i for i, u in reversed(list(enumerate(exp.units)))}
     chunks = []
     for key in exp.originals:
-      mine = [p for p in pending if p[1] == key]
+      mine = sorted((p for p in pending if p[1] == key), key=lambda p: lines[p[4]])
       chunks += [mine[i:i + units_per_program] for i in range(0, len(mine), units_per_program)]
   done = len(skipped)
   for chunk in chunks:

@@ -47,8 +47,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--devices", type=int, default=None, metavar="N",
                  help="split every batch across N devices (default: all)")
   p.add_argument("--units-per-program", type=int, default=1, metavar="K",
-                 help="run the fine-tunings of up to K units that share an update rule (e.g. "
-                      "the mask methods and seeds) as one program, parameters stacked (vmap)")
+                 help="run up to K units that share an update rule (the seeds of a method, "
+                      "Retrain's seeds, the mask methods) as one program, parameters stacked "
+                      "(vmap)")
   p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
   p.add_argument("--debug", action="store_true",
                  help="on an error, print the full traceback instead of one line")

@@ -83,6 +83,30 @@ def test_a_stopped_group_resumes_like_an_uninterrupted_one(trained, digits, sepa
     assert got.summary["final"] == pytest.approx(want.summary["final"], rel=1e-6)
 
 
+# Retrain and every procedure, two seeds each; SalUn also at a second rate (a per-unit
+# input, so the three SalUn units share one program).
+PROCEDURES = [(m, s, {}) for m in ("retrain", "salun", "scrub", "l1_sparse", "neggrad_plus",
+                                   "random_label") for s in (0, 1)] + [("salun", 2, {"lr": 0.05})]
+
+
+@pytest.mark.scale   # make test-scale (CI)
+def test_retrain_and_every_procedure_stack_and_equal_separate_runs(trained, digits, tmp_path):
+  def configs():
+    return [unlearning.make_config(trained, m, seed=s, epochs=2, relearn_epochs=1,
+                                   eval_limit=300, mia=False, **kw) for m, s, kw in PROCEDURES]
+  alone = [unlearning.unlearn(c, tmp_path / f"a{i}", dataset=digits, progress=False)
+           for i, c in enumerate(configs())]
+  many = unlearning.unlearn_many(configs(), [tmp_path / f"m{i}" for i in range(len(alone))],
+                                 dataset=digits, progress=False)
+  for (method, _, _), got, want in zip(PROCEDURES, many, alone, strict=True):
+    _assert_same_records(got.records, want.records)
+    assert got.summary["final"] == pytest.approx(want.summary["final"], rel=1e-6)
+    for a, b in zip(jax.tree.leaves(got.state), jax.tree.leaves(want.state), strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    stacked = {r.get("stacked_units") for r in got.records if r["phase"] == "finetune"}
+    assert stacked == {3 if method == "salun" else 2}, method
+
+
 def test_mismatched_units_are_refused_with_the_reason(trained, digits, tmp_path):
   from fmjax import training
   _, model, _, ds = training.load_trained(trained, dataset=digits)
@@ -122,3 +146,24 @@ def test_the_runner_stacks_units_when_asked(tmp_path):
     _runner.run(exp, tmp_path / "k0", progress=False, units_per_program=0)
   assert run.main(["mask_only", "--small", "--units-per-program", "0", "--workdir",
                    str(tmp_path / "bad"), "--quiet"]) == 2
+
+
+@pytest.mark.scale   # make test-scale (CI)
+def test_the_successors_smoke_form_stacks_retrain_and_the_procedures(tmp_path):
+  """`python -m experiments.run successors --small --units-per-program 4`: the runs of one
+  line (settings and seeds) go to one program, Retrain's and the procedures' too, and the
+  summaries equal one run after the other."""
+  common = ["--small", "--seeds", "0,1", "--quiet"]
+  assert run.main(["successors", *common, "--workdir", str(tmp_path / "k1")]) == 0
+  assert run.main(["successors", *common, "--units-per-program", "4", "--workdir",
+                   str(tmp_path / "k4")]) == 0
+  stacked_lines = set()
+  for path in sorted((tmp_path / "k4").glob("units/**/summary.json")):
+    twin = tmp_path / "k1" / path.relative_to(tmp_path / "k4")
+    a, b = json.loads(twin.read_text()), json.loads(path.read_text())
+    assert b["final"] == pytest.approx(a["final"], rel=1e-5, abs=1e-7), path
+    records = [json.loads(x) for x in (path.parent / "metrics.jsonl").read_text().splitlines()]
+    if any(r.get("stacked_units", 1) > 1 for r in records):
+      stacked_lines.add(b["method"])
+  assert {"retrain", "salun", "scrub", "l1_sparse", "neggrad_plus", "random_label",
+          "fisher_mask"} <= stacked_lines
