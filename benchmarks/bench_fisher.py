@@ -33,6 +33,9 @@ from _timing import emit, timed  # noqa: E402 -- benchmarks/ is the script's dir
 import fmjax  # noqa: E402
 from fmjax.models import resnet20  # noqa: E402
 from fmjax.steps import init_train_state, sgd, train_step  # noqa: E402
+from fmjax.xla_flags import configure as configure_xla_flags  # noqa: E402
+
+configure_xla_flags()   # this script is an entry point: before any computation
 
 
 def main() -> None:
@@ -46,7 +49,7 @@ def main() -> None:
   parser.add_argument("--memory-chunks", default="32,128",
                       help="two chunk sizes for the memory figures")
   parser.add_argument("--default-xla-flags", action="store_true",
-                      help="do not add fmjax's CPU flag (fmjax/_xla_flags.py)")
+                      help="do not add fmjax's CPU flag (fmjax/xla_flags.py)")
   args = parser.parse_args()
   if args.n % args.batch:
     parser.error(f"--n ({args.n}) must be a multiple of --batch ({args.batch})")

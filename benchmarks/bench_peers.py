@@ -37,6 +37,9 @@ from _timing import emit, timed  # benchmarks/ is the script's directory
 import fmjax
 from fmjax import steps
 from fmjax.models import resnet20
+from fmjax.xla_flags import configure as configure_xla_flags
+
+configure_xla_flags()   # this script is an entry point: before any computation
 
 try:
   import torch

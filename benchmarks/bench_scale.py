@@ -59,6 +59,9 @@ import fmjax  # noqa: E402
 from fmjax import data, finetuning, sharding, steps  # noqa: E402
 from fmjax.models import get_model  # noqa: E402
 from fmjax.runner import Runner, stack  # noqa: E402
+from fmjax.xla_flags import configure as configure_xla_flags  # noqa: E402
+
+configure_xla_flags()   # this script is an entry point: before any computation
 
 MEAN, STD = np.array([0.49, 0.48, 0.45], np.float32), np.array([0.25, 0.24, 0.26], np.float32)
 

@@ -29,6 +29,9 @@ import fmjax
 from fmjax import data, finetuning, sharding, steps
 from fmjax.models import get_model
 from fmjax.runner import Runner
+from fmjax.xla_flags import configure as configure_xla_flags
+
+configure_xla_flags()   # this script is an entry point: before any computation
 
 MEAN = np.array([0.49, 0.48, 0.45], np.float32)
 STD = np.array([0.25, 0.24, 0.26], np.float32)

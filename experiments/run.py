@@ -24,7 +24,7 @@ import time
 
 from experiments import EXPERIMENTS, _overrides, _report, _runner
 from experiments._spec import sweep_lr
-from fmjax import distributed
+from fmjax import distributed, xla_flags
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
+  xla_flags.configure()   # before the first computation starts a backend
   module = importlib.import_module(f"experiments.{args.name}")
   kwargs = {"small": args.small}
   if args.dataset:

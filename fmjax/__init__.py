@@ -21,13 +21,11 @@ The building blocks, each in a module named for what it holds:
   and zero-weight padding.
 * :mod:`fmjax.distributed` -- several processes or hosts, joined from the
   environment.
+* :mod:`fmjax.xla_flags` -- the faster CPU convolution flag, set by the entry
+  points (importing fmjax sets nothing).
 """
 
-from fmjax import _xla_flags
-
-_xla_flags.configure()   # before any backend starts; see fmjax/_xla_flags.py
-
-from fmjax.fisher import (  # noqa: E402
+from fmjax.fisher import (
     FisherDiagFn,
     FisherEstimate,
     PathInfo,

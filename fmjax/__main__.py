@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from fmjax import _fields, data, distributed, training, unlearning
+from fmjax import _fields, data, distributed, training, unlearning, xla_flags
 from fmjax.methods import METHODS, MethodSettings
 from fmjax.models import MODELS
 
@@ -151,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
+  xla_flags.configure()   # before the first computation starts a backend
   try:
     distributed.initialize()   # several processes when the environment names them
     return args.func(args)

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fmjax  # noqa: F401 -- sets fmjax's CPU XLA flag before any backend starts
+from fmjax import xla_flags
+
+xla_flags.configure()   # the suite runs as the entry points do (before any backend starts)
 
 
 class TinyMLP(nn.Module):

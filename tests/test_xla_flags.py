@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fmjax import _xla_flags
+from fmjax import xla_flags as _xla_flags
 
 BOGUS = "--xla_cpu_fmjax_bogus_flag_for_tests=1"
 
@@ -53,3 +53,25 @@ def test_set_on_this_cpu_machine(clean_env, tmp_path):
   import os
   assert _xla_flags.configure(cache=tmp_path / "c.json") is True
   assert os.environ["XLA_FLAGS"] == _xla_flags.CPU_FLAG
+
+
+def test_importing_fmjax_changes_nothing_in_the_environment(tmp_path):
+  """A library import has no side effect: every fmjax module and the experiments import
+  with ``os.environ`` untouched and nothing written under ``$HOME`` (the entry points
+  set the flag)."""
+  import os
+  import subprocess
+  import sys
+  code = ("import os, pkgutil, importlib; before = dict(os.environ); import fmjax, experiments\n"
+          "for pkg in (fmjax, experiments):\n"
+          "  for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+          "    if m.name != 'fmjax.__main__': importlib.import_module(m.name)\n"
+          "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()\n"
+          "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())\n"
+          "print('ok')")
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla_flags.SWITCH)}
+  env["HOME"] = str(tmp_path)
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+  assert list(tmp_path.iterdir()) == []   # no cache, no probe answer written

@@ -1,4 +1,4 @@
-"""The one place fmjax sets an XLA flag: a faster CPU convolution setting.
+"""The one place fmjax sets an XLA flag: a faster CPU convolution setting, on request.
 
 On CPU, jaxlib 0.10 routes most convolutions into YNNPACK fusions, which are
 slower on the 2-core x86 machines this project measures on; the flag
@@ -17,7 +17,11 @@ program at start-up, on every backend. So :func:`configure` adds it only
   measured on, otherwise probed once in a subprocess and the answer cached
   per jaxlib version in ``~/.cache/fmjax/xla_flags.json``.
 
-It runs when :mod:`fmjax` is imported, before any backend starts.
+Importing fmjax changes nothing in the environment. fmjax's entry points (the
+``python -m fmjax`` CLI, ``python -m experiments.run``, the benchmarks and the
+test suite) call :func:`configure` first; research code that wants the same
+speed calls ``fmjax.xla_flags.configure()`` before its first JAX computation
+(XLA reads ``XLA_FLAGS`` when the first backend starts, not at ``import jax``).
 """
 
 from __future__ import annotations
