@@ -98,7 +98,7 @@ def apply(exp: Experiment, overrides: dict[str, Any]) -> Experiment:
   for unit in exp.units:
     over = dict(unlearn)
     if ("epochs" in over and "epochs" not in unit.unlearn
-        and get_method(unit.method).finetune_epochs == 0):
+        and not get_method(unit.method).trains):
       over.pop("epochs")   # FisherNoise, Influence: drawn without fine-tuning
     units.append(dataclasses.replace(unit, unlearn={**unit.unlearn, **over}))
   seeds = overrides.get("seeds", exp.seeds)

@@ -112,7 +112,7 @@ def sweep_lr(exp: Experiment, grids: Mapping[str, tuple[float, ...]]) -> Experim
     if not grid:
       units.append(u)
       continue
-    if get_method(u.method).finetune_epochs == 0 and "epochs" not in u.unlearn:
+    if not get_method(u.method).trains and "epochs" not in u.unlearn:
       raise ValueError(f"--lr-grid {u.method}: the method does not train (no learning rate to "
                        "sweep).")
     for lr in grid:
@@ -139,7 +139,7 @@ def shrink(exp: Experiment, *, dataset: str = "digits", model: str = "small_cnn"
   units = []
   for u in exp.units:
     over = {**SMALL_UNLEARN, **u.unlearn}
-    default = get_method(u.method).finetune_epochs
+    default = get_method(u.method).epochs
     if u.unlearn.get("epochs", default) != 0:
       over["epochs"] = 1
     if "remain_limit" in over:

@@ -23,20 +23,20 @@ from fmjax.methods import get_method
 DATASETS = ("cifar10", "cifar100", "mnist", "tiny_imagenet")
 MODELS = ("resnet20", "vgg16", "googlenet", "densenet")
 PAIRS = tuple((d, m) for d in DATASETS for m in MODELS)   # the paper's 16 settings
-METHODS = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask",
+METHOD_NAMES = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask",
            "tfidf", "influence", "fisher_noise")
 
 
 def _overrides(method: str, unlearn: dict | None) -> dict:
   over = dict(unlearn or {})
-  if get_method(method).finetune_epochs == 0:
+  if not get_method(method).trains:
     over.pop("epochs", None)
   return over
 
 
 def get_config(dataset: str = "cifar10", model: str = "resnet20", *, small: bool = False,
                train: dict | None = None, unlearn: dict | None = None,
-               seeds: tuple[int, ...] = (0, 1, 2), methods: tuple[str, ...] = METHODS
+               seeds: tuple[int, ...] = (0, 1, 2), methods: tuple[str, ...] = METHOD_NAMES
                ) -> Experiment:
   """Class removal on ``dataset`` with ``model`` (one of :data:`PAIRS`, or any
   dataset/model fmjax knows, e.g. ``fashion_mnist``/``small_cnn``).

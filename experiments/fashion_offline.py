@@ -26,7 +26,7 @@ UNLEARN = {"epochs": 5, "eval_limit": 3_000, "relearn_epochs": 5, "score_limit":
 def get_config(*, small: bool = False, seeds: tuple[int, ...] = (0, 1)):
   """The offline default (``small``: its smoke form on digits, two methods: the
   pipeline is class_removal's, whose smoke form runs all of them)."""
-  methods = ("finetune", "fisher_mask") if small else class_removal.METHODS
+  methods = ("finetune", "fisher_mask") if small else class_removal.METHOD_NAMES
   exp = class_removal.get_config("fashion_mnist", "small_cnn", small=small, train=TRAIN,
                                  unlearn=UNLEARN, seeds=seeds, methods=methods)
   return dataclasses.replace(exp, name="fashion_offline", title=(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from experiments._spec import Experiment, Original, Unit, shrink
 
 RATES = ("compressed", 0.1, 0.01, 0.001)
-METHODS = ("finetune", "activation_mask", "fisher_mask")
+METHOD_NAMES = ("finetune", "activation_mask", "fisher_mask")
 
 
 def get_config(*, small: bool = False, dataset: str = "cifar10", model: str = "resnet20",
@@ -23,7 +23,7 @@ def get_config(*, small: bool = False, dataset: str = "cifar10", model: str = "r
   if small:
     dataset, model = "digits", "small_cnn"
     rates = ("compressed", 0.01)
-  units = tuple(Unit(f"lr={r}", m, m, "main", {"lr": r}) for r in rates for m in METHODS)
+  units = tuple(Unit(f"lr={r}", m, m, "main", {"lr": r}) for r in rates for m in METHOD_NAMES)
   exp = Experiment(name="lr_ablation", title=f"Learning-rate ablation (Figure 5): {dataset}, "
                    f"{model}", originals={"main": Original(dataset, model)}, units=units,
                    seeds=tuple(seeds))

@@ -17,7 +17,7 @@ from experiments._spec import Experiment, Original, Unit, shrink
 
 SETTINGS = (("cifar10", "resnet20"), ("cifar100", "googlenet"), ("mnist", "vgg16"),
             ("tiny_imagenet", "densenet"))   # Figure 2's four
-METHODS = ("finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask", "tfidf",
+METHOD_NAMES = ("finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask", "tfidf",
            "influence", "fisher_noise")
 
 
@@ -27,7 +27,7 @@ def get_config(*, small: bool = False, settings=SETTINGS, seeds=(0, 1, 2)) -> Ex
     settings = (("digits", "small_cnn"),)
   originals = {f"{d}-{m}": Original(d, m) for d, m in settings}
   units = tuple(Unit(key, method, method, key, {"epochs": 0, "relearn_epochs": 0})
-                for key in originals for method in METHODS)
+                for key in originals for method in METHOD_NAMES)
   exp = Experiment(name="mask_only", title="Mask only (Table 1): accuracy right after the edit",
                    originals=originals, units=units, seeds=tuple(seeds),
                    tables=("mask_only", "seconds"), figure=None)

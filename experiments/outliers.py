@@ -19,7 +19,7 @@ from __future__ import annotations
 from experiments._spec import Experiment, Original, Unit, shrink
 
 NOISE = (0.1, 0.3, 0.5)
-METHODS = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask")
+METHOD_NAMES = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask")
 
 
 def get_config(*, small: bool = False, noise=NOISE, seeds=(0, 1, 2)) -> Experiment:
@@ -30,7 +30,7 @@ def get_config(*, small: bool = False, noise=NOISE, seeds=(0, 1, 2)) -> Experime
   originals = {f"noise={round(f * 100)}%": Original(dataset, model, {"noise_fraction": f})
                for f in noise}
   units = tuple(Unit(key, m, m, key, {"forget_classes": None})
-                for key in originals for m in METHODS)
+                for key in originals for m in METHOD_NAMES)
   exp = Experiment(name="outliers", title=f"Outlier deletion (Table 2): {dataset}, {model}",
                    originals=originals, units=units, seeds=tuple(seeds),
                    tables=("outliers", "volatility", "seconds"), figure="curves",

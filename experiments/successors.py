@@ -29,10 +29,11 @@ training examples per set; no relearn readout (not part of the protocol).
 from __future__ import annotations
 
 from experiments._spec import Experiment, Original, Unit, shrink, sweep_lr
-from experiments.class_removal import METHODS as PAPER_METHODS
+from experiments.class_removal import METHOD_NAMES as PAPER_METHODS
 from fmjax.methods import METHODS
 
-SUCCESSORS = ("ssd", "salun", "scrub", "l1_sparse", "neggrad_plus", "random_label")
+# The successors, by the registry's tag (in its order).
+SUCCESSORS = tuple(name for name, m in METHODS.items() if m.family == "successor")
 TRAIN = {"epochs": 5, "train_limit": 10_000}
 UNLEARN = {"eval_limit": 2_000, "relearn_epochs": 0, "score_limit": 5_000,
            "influence_examples": 1_024}
@@ -51,9 +52,8 @@ def units(setting: str, forget: dict, *, max_epochs: int | None,
     if method.classes_only and "forget_classes" not in forget:
       continue   # TF-IDF compares classes: it cannot forget a random subset
     over = dict(forget)
-    default = method.finetune_epochs
-    if max_epochs is not None and default != 0 and name != "retrain":
-      over["epochs"] = min(max_epochs, default)
+    if max_epochs is not None and method.trains and name != "retrain":
+      over["epochs"] = min(max_epochs, method.epochs)
     out.append(Unit(setting, name, name, "main", over))
     if name == "ssd":
       out.append(Unit(setting, "ssd (fisher)", name, "main",

@@ -66,9 +66,9 @@ def step_schedule(schedule: StepSchedule, steps_per_epoch: int) -> optax.Schedul
   return compressed_schedule(schedule, schedule.epochs, steps_per_epoch)
 
 
-def compressed_schedule(schedule: StepSchedule, finetune_epochs: float,
+def compressed_schedule(schedule: StepSchedule, compress_epochs: float,
                         steps_per_epoch: int) -> optax.Schedule:
-  """The original schedule replayed in ``finetune_epochs`` (S) epochs.
+  """The original schedule replayed in ``compress_epochs`` (S) epochs.
 
   Each decay at epoch d of the original ``schedule.epochs`` happens at epoch
   ``d / schedule.epochs * S`` of fine-tuning, at step
@@ -77,20 +77,20 @@ def compressed_schedule(schedule: StepSchedule, finetune_epochs: float,
 
   Args:
     schedule: the original training schedule.
-    finetune_epochs: S (the paper uses 5).
+    compress_epochs: S (the paper uses 5).
     steps_per_epoch: optimizer steps per fine-tuning epoch (ceil(N / batch)).
 
   Returns:
     An optax schedule ``step -> learning rate``.
   """
-  if not finetune_epochs > 0:
-    raise ValueError(f"finetune_epochs (S) must be positive, got {finetune_epochs}.")
+  if not compress_epochs > 0:
+    raise ValueError(f"compress_epochs (S) must be positive, got {compress_epochs}.")
   if not (isinstance(steps_per_epoch, int) and steps_per_epoch > 0):
     raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}; "
                      "use ceil(num_examples / batch_size).")
   boundaries: dict[int, float] = {}
   for d in schedule.decay_epochs:
-    step = math.ceil(d / schedule.epochs * finetune_epochs * steps_per_epoch - 1e-9)
+    step = math.ceil(d / schedule.epochs * compress_epochs * steps_per_epoch - 1e-9)
     boundaries[step] = boundaries.get(step, 1.0) * schedule.decay_factor
   if not boundaries:
     return optax.constant_schedule(schedule.init_lr)

@@ -35,8 +35,6 @@ from fmjax.steps import TrainState, init_train_state, sgd
 # ---------------------------------------------------------------------------
 # A whole training run in a work directory.
 
-MNIST_LIKE = ("mnist", "fashion_mnist", "digits")
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -104,11 +102,12 @@ def default_config(dataset: str, model: str, **overrides: Any) -> TrainConfig:
   if dataset not in data.DATASETS:
     raise ValueError(f"unknown dataset {dataset!r}; valid names: {sorted(data.DATASETS)}.")
   get_model(model, 2)  # validates the model name
-  if dataset in MNIST_LIKE:
+  family = data.DATASETS[dataset].family
+  if family == "mnist":
     base = {"epochs": 30, "lr": 0.01, "decay_epochs": (), "batch_size": 128}
   else:
     base = {"epochs": 160, "lr": 0.1, "decay_epochs": (80, 120),
-            "batch_size": 32 if dataset == "tiny_imagenet" else 128}
+            "batch_size": 32 if family == "tiny_imagenet" else 128}
   values = {**base, **{k: v for k, v in overrides.items() if v is not None}}
   if "decay_epochs" in overrides and overrides["decay_epochs"] is not None:
     values["decay_epochs"] = tuple(overrides["decay_epochs"])

@@ -46,12 +46,10 @@ from fmjax.procedures import Budget, Procedure
 from fmjax.runner import Runner, stack, stack_key, steps_per_epoch
 from fmjax.steps import TrainState
 
-CIFAR_LIKE = ("cifar10", "cifar100")
-
 
 def default_ratio(dataset: str) -> float:
   """The paper's mask ratio: 0.02 on CIFAR-10/100, 0.04 on MNIST-like data and Tiny-ImageNet."""
-  return 0.02 if dataset in CIFAR_LIKE else 0.04
+  return 0.02 if data.DATASETS[dataset].family == "cifar" else 0.04
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,14 +209,14 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
   return task, remain_all
 
 
-def finetune_epochs(config: UnlearnConfig, train_cfg: training.TrainConfig) -> int:
-  """T for this run."""
+def run_epochs(config: UnlearnConfig, train_cfg: training.TrainConfig) -> int:
+  """T for this run: the config's epochs, else the method's default."""
   method = get_method(config.method)
   if config.epochs is not None:
     if config.epochs < 0:
       raise ValueError(f"epochs must be >= 0, got {config.epochs}.")
     return config.epochs
-  return train_cfg.epochs if method.finetune_epochs is None else method.finetune_epochs
+  return train_cfg.epochs if method.epochs is None else method.epochs
 
 
 def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
@@ -334,7 +332,7 @@ def _setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, p
   mesh = sharding.mesh_or_none(devices)
   trained = sharding.replicate(trained, mesh)
   task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
-  epochs = finetune_epochs(config, train_cfg)
+  epochs = run_epochs(config, train_cfg)
   batch_size = config.batch_size or train_cfg.batch_size
   procedure = _procedure(config, method, train_cfg, task, epochs, batch_size)
   check_setting(config, task, epochs, procedure)

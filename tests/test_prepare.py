@@ -160,7 +160,7 @@ def run_make(target: str, data_dir: pathlib.Path, workdir: pathlib.Path, **varia
 
 
 def check_smoke_run(workdir: pathlib.Path, dataset: str, model: str):
-  from experiments.class_removal import METHODS
+  from experiments.class_removal import METHOD_NAMES
 
   config = json.loads((workdir / "config.json").read_text())
   original = config["originals"]["main"]
@@ -168,7 +168,7 @@ def check_smoke_run(workdir: pathlib.Path, dataset: str, model: str):
   assert original["train"] == {"epochs": 1, "train_limit": 320}
   assert config["seeds"] == [0]
   report = (workdir / "report.md").read_text()
-  for method in METHODS:
+  for method in METHOD_NAMES:
     assert f"| {method}" in report, method
     assert (workdir / "units" / f"{dataset}-{model}" / method / "seed0" / "summary.json").exists()
   assert (workdir / "figure.png").stat().st_size > 10_000

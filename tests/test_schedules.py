@@ -62,7 +62,7 @@ def test_bad_schedule(kwargs, match):
     StepSchedule(**kwargs)
 
 
-@pytest.mark.parametrize("s, spe, match", [(0, 10, "finetune_epochs"),
+@pytest.mark.parametrize("s, spe, match", [(0, 10, "compress_epochs"),
                                            (5, 0, "steps_per_epoch"),
                                            (5, 2.5, "steps_per_epoch")])
 def test_bad_compression(s, spe, match):

@@ -73,7 +73,7 @@ def test_paper_methods_are_bit_identical_to_before_the_interface_changed(tmp_pat
   training.train(training.default_config("digits", "small_cnn", epochs=2), tmp_path / "t",
                  dataset=digits, progress=False)
   for method, want in golden.items():
-    kw = {"epochs": 2 if METHODS[method].finetune_epochs != 0 else 0, "relearn_epochs": 1,
+    kw = {"epochs": 2 if METHODS[method].trains else 0, "relearn_epochs": 1,
           "eval_limit": 300, "score_limit": 300, "ig_steps": 2, "influence_iters": 2,
           "influence_examples": 64, "fisher_chunk": 32}
     r = unlearning.unlearn(unlearning.make_config(str(tmp_path / "t"), method, **kw),

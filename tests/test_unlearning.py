@@ -48,7 +48,7 @@ def test_fisher_mask_forgets_the_class_and_keeps_the_rest_without_fine_tuning(
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in ("fisher_mask",
                                                                       "random_mask")])
 def test_every_method_runs_and_records_its_phases(tmp_path, trained, digits, method, capsys):
-  epochs = 1 if get_method(method).finetune_epochs != 0 else 0
+  epochs = 1 if get_method(method).trains else 0
   result = _run(trained, digits, tmp_path / method, method, epochs=epochs, ig_steps=4,
                 influence_iters=3, influence_examples=128, score_limit=300, mia=True,
                 relearn_epochs=2, progress=True)

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from fmjax import xla_flags as _xla_flags
+from fmjax import xla_flags
 
 BOGUS = "--xla_cpu_fmjax_bogus_flag_for_tests=1"
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
-  for var in ("XLA_FLAGS", "JAX_PLATFORMS", _xla_flags.SWITCH):
+  for var in ("XLA_FLAGS", "JAX_PLATFORMS", xla_flags.SWITCH):
     monkeypatch.delenv(var, raising=False)
   return monkeypatch
 
@@ -21,7 +21,7 @@ def clean_env(monkeypatch):
 def test_a_flag_jaxlib_rejects_is_not_passed_on(clean_env, tmp_path):
   cache = tmp_path / "flags.json"
   clean_env.setenv("JAX_PLATFORMS", "cpu")
-  assert _xla_flags.configure(BOGUS, cache=cache) is False
+  assert xla_flags.configure(BOGUS, cache=cache) is False
   import os
   assert "bogus" not in os.environ.get("XLA_FLAGS", "")
   # The probe's answer is cached per jaxlib version: the next start costs nothing.
@@ -33,26 +33,26 @@ def test_an_unknown_version_is_probed_and_an_accepted_flag_set(clean_env, tmp_pa
   import os
   clean_env.setenv("JAX_PLATFORMS", "cpu")
   clean_env.setenv("XLA_FLAGS", "--xla_dump_to=/dev/null")
-  assert _xla_flags.configure(_xla_flags.CPU_FLAG, cache=tmp_path / "c.json", known_good=())
-  assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/dev/null {_xla_flags.CPU_FLAG}"
+  assert xla_flags.configure(xla_flags.CPU_FLAG, cache=tmp_path / "c.json", known_good=())
+  assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/dev/null {xla_flags.CPU_FLAG}"
 
 
 @pytest.mark.parametrize("env", [{"JAX_PLATFORMS": "cuda"}, {"JAX_PLATFORMS": "tpu,cpu"},
-                                 {_xla_flags.SWITCH: "0"},
+                                 {xla_flags.SWITCH: "0"},
                                  {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=all"}])
 def test_not_set_off_cpu_when_switched_off_or_when_the_user_chose(clean_env, tmp_path, env):
   import os
   for k, v in env.items():
     clean_env.setenv(k, v)
   before = os.environ.get("XLA_FLAGS")
-  assert _xla_flags.configure(cache=tmp_path / "c.json") is False
+  assert xla_flags.configure(cache=tmp_path / "c.json") is False
   assert os.environ.get("XLA_FLAGS") == before
 
 
 def test_set_on_this_cpu_machine(clean_env, tmp_path):
   import os
-  assert _xla_flags.configure(cache=tmp_path / "c.json") is True
-  assert os.environ["XLA_FLAGS"] == _xla_flags.CPU_FLAG
+  assert xla_flags.configure(cache=tmp_path / "c.json") is True
+  assert os.environ["XLA_FLAGS"] == xla_flags.CPU_FLAG
 
 
 def test_importing_fmjax_changes_nothing_in_the_environment(tmp_path):
@@ -69,7 +69,7 @@ def test_importing_fmjax_changes_nothing_in_the_environment(tmp_path):
           "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()\n"
           "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())\n"
           "print('ok')")
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla_flags.SWITCH)}
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_flags.SWITCH)}
   env["HOME"] = str(tmp_path)
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))

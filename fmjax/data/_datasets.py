@@ -25,28 +25,32 @@ class DatasetInfo:
 
   ``num_classes`` and ``image_shape`` are checked on every load, so files of
   another dataset in the wrong place are named instead of trained on.
-  ``tfds_name`` None: not in tensorflow-datasets.
+  ``tfds_name`` None: not in tensorflow-datasets. ``family`` names the paper's
+  settings it gets (training schedule, batch, mask ratio): ``'cifar'``,
+  ``'mnist'`` or ``'tiny_imagenet'``.
   """
   name: str
   num_classes: int
   image_shape: tuple[int, int, int]
   tfds_name: str | None
   local_hint: str
+  family: str
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), "cifar10",
                            "cifar-10-batches-bin/, cifar-10-batches-py/ or "
-                           "cifar-10-python.tar.gz"),
+                           "cifar-10-python.tar.gz", "cifar"),
     "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), "cifar100",
-                            "cifar-100-binary/, cifar-100-python/ or cifar-100-python.tar.gz"),
+                            "cifar-100-binary/, cifar-100-python/ or cifar-100-python.tar.gz",
+                            "cifar"),
     "mnist": DatasetInfo("mnist", 10, (28, 28, 1), "mnist",
-                         "mnist/ holding the four *-ubyte.gz IDX files"),
+                         "mnist/ holding the four *-ubyte.gz IDX files", "mnist"),
     "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), "fashion_mnist",
-                                 "fashion_mnist/ holding the four *-ubyte.gz IDX files"),
+                                 "fashion_mnist/ holding the four *-ubyte.gz IDX files", "mnist"),
     "tiny_imagenet": DatasetInfo("tiny_imagenet", 200, (64, 64, 3), None,
-                                 "tiny-imagenet-200/ (the standard folder)"),
-    "digits": DatasetInfo("digits", 10, (8, 8, 1), None, "(bundled with scikit-learn)"),
+                                 "tiny-imagenet-200/ (the standard folder)", "tiny_imagenet"),
+    "digits": DatasetInfo("digits", 10, (8, 8, 1), None, "(bundled with scikit-learn)", "mnist"),
 }
 
 

@@ -12,9 +12,9 @@ weights (:class:`Edit`). A method that is a training procedure (SalUn, SCRUB,
 teacher where it needs one, and its epochs and learning rate; its edit may
 freeze weights (``Edit.freeze``). The training loop and evaluation are NOT
 part of a method: :mod:`fmjax.unlearning` runs either the paper's shared
-fine-tuning (:class:`fmjax.finetuning.Finetuner`) or the method's procedure
-(:class:`fmjax.finetuning.ProcedureRunner`) with the same batching,
-checkpoints, resume, readouts (:mod:`fmjax.readouts`) and timings. A new
+fine-tuning (:func:`fmjax.finetuning.finetune_procedure`) or the method's
+procedure through the one :class:`fmjax.runner.Runner`, with the same
+batching, checkpoints, resume, readouts (:mod:`fmjax.readouts`) and timings. A new
 method is one module and one :class:`Method` entry in ``METHODS``.
 
 =================  ===========================================================
@@ -73,8 +73,9 @@ class Method:
       from the forget set alone ('optional'). Fine-tuning always needs it.
     classes_only: it can only remove whole classes (not outliers or random
       subsets).
-    finetune_epochs: default fine-tuning epochs T (or the procedure's
-      epochs); None = the original training's epochs (Retrain).
+    epochs: default epochs T of its training (the shared fine-tuning, or its
+      own procedure); 0 = it does not train; None = the original training's
+      epochs (Retrain).
     schedule: fine-tuning learning rate: 'compressed' or 'original'.
     masks: it zeroes parameters (so ``freeze_mask`` applies).
     procedure: its own training ``procedure(task, settings, budget)``, or
@@ -86,35 +87,40 @@ class Method:
   fn: Callable[..., Edit]
   remain: str
   classes_only: bool = False
-  finetune_epochs: int | None = 30
+  epochs: int | None = 30
   schedule: str = "compressed"
   masks: bool = False
   procedure: Callable[[UnlearnTask, MethodSettings, Budget], Procedure] | None = None
   lr: float | None = None
   family: str = "paper"
 
+  @property
+  def trains(self) -> bool:
+    """Whether it trains after its edit by default (FisherNoise, influence and SSD do not)."""
+    return self.epochs != 0
+
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("retrain", retrain, REMAIN_REQUIRED, finetune_epochs=None, schedule="original"),
+    Method("retrain", retrain, REMAIN_REQUIRED, epochs=None, schedule="original"),
     Method("finetune", finetune, REMAIN_REQUIRED),
     Method("random_mask", random_mask, REMAIN_OPTIONAL, masks=True),
     Method("fisher_mask", fisher_mask, REMAIN_OPTIONAL, masks=True),
     Method("activation_mask", activation_mask, REMAIN_OPTIONAL, masks=True),
     Method("grad_mask", grad_mask, REMAIN_OPTIONAL, masks=True),
     Method("fisher_noise", fisher_noise, REMAIN_REQUIRED, classes_only=False,
-           finetune_epochs=0),
+           epochs=0),
     Method("tfidf", tfidf, REMAIN_REQUIRED, classes_only=True, masks=True),
-    Method("influence", influence, REMAIN_REQUIRED, finetune_epochs=0),
-    Method("ssd", ssd, REMAIN_REQUIRED, finetune_epochs=0, family="successor"),
-    Method("salun", salun, REMAIN_REQUIRED, finetune_epochs=10, procedure=salun_procedure,
+    Method("influence", influence, REMAIN_REQUIRED, epochs=0),
+    Method("ssd", ssd, REMAIN_REQUIRED, epochs=0, family="successor"),
+    Method("salun", salun, REMAIN_REQUIRED, epochs=10, procedure=salun_procedure,
            lr=0.1, family="successor"),
-    Method("scrub", scrub, REMAIN_REQUIRED, finetune_epochs=3, procedure=scrub_procedure,
+    Method("scrub", scrub, REMAIN_REQUIRED, epochs=3, procedure=scrub_procedure,
            lr=5e-4, family="successor"),
-    Method("l1_sparse", l1_sparse, REMAIN_REQUIRED, finetune_epochs=10,
+    Method("l1_sparse", l1_sparse, REMAIN_REQUIRED, epochs=10,
            procedure=l1_sparse_procedure, lr=0.01, family="successor"),
-    Method("neggrad_plus", neggrad_plus, REMAIN_REQUIRED, finetune_epochs=5,
+    Method("neggrad_plus", neggrad_plus, REMAIN_REQUIRED, epochs=5,
            procedure=neggrad_plus_procedure, lr=0.01, family="successor"),
-    Method("random_label", random_label, REMAIN_REQUIRED, finetune_epochs=10,
+    Method("random_label", random_label, REMAIN_REQUIRED, epochs=10,
            procedure=random_label_procedure, lr=0.1, family="successor"),
 )}
 
