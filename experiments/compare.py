@@ -12,16 +12,16 @@ import sys
 
 import numpy as np
 
-from experiments import _report
+from experiments import report
 
 
 def compare(a: str, b: str) -> str:
-  exp_a, res_a = _report.collect(a)
-  exp_b, res_b = _report.collect(b)
+  exp_a, res_a = report.collect(a)
+  exp_b, res_b = report.collect(b)
   if exp_a.rows != exp_b.rows:
     raise ValueError(f"the runs record different readouts ({exp_a.rows} vs {exp_b.rows}); "
                      "compare runs of the same experiment family.")
-  ga, gb = _report._grouped(res_a), _report._grouped(res_b)
+  ga, gb = report.grouped(res_a), report.grouped(res_b)
   keys = [k for k in ga if k in gb]
   if not keys:
     raise ValueError(f"{a} and {b} have no finished (setting, method) in common.")
@@ -29,7 +29,7 @@ def compare(a: str, b: str) -> str:
              for phase in ("mask_only", "final")]
   header = ["setting", "method"]
   for phase, k in metrics:
-    name = _report.LABELS.get(k, "MIA member rate")
+    name = report.LABELS.get(k, "MIA member rate")
     header += [f"{name} {'edit' if phase == 'mask_only' else 'final'}: A", "B", "B - A"]
   rows = []
   for key in keys:
@@ -40,10 +40,10 @@ def compare(a: str, b: str) -> str:
       ma = np.mean([v for v in va if v is not None]) if any(v is not None for v in va) else None
       mb = np.mean([v for v in vb if v is not None]) if any(v is not None for v in vb) else None
       delta = "–" if ma is None or mb is None else f"{(mb - ma) * 100:+.2f}"
-      row += [_report._ms(va), _report._ms(vb), delta]
+      row += [report.mean_std(va), report.mean_std(vb), delta]
     rows.append(row)
   return (f"A = `{a}` ({exp_a.title}); B = `{b}` ({exp_b.title}). In %, mean ± std over "
-          "seeds.\n\n" + _report._table(header, rows))
+          "seeds.\n\n" + report.markdown_table(header, rows))
 
 
 def main(argv: list[str] | None = None) -> int:

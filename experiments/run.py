@@ -22,7 +22,7 @@ import pathlib
 import sys
 import time
 
-from experiments import EXPERIMENTS, _overrides, _report, _runner
+from experiments import EXPERIMENTS, _overrides, _runner, report
 from experiments._spec import sweep_lr
 from fmjax import distributed, xla_flags
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                           units_per_program=args.units_per_program)
     if not distributed.is_writer():   # process 0 writes the report and the timings
       return 0
-    paths = _report.build(workdir)
+    paths = report.build(workdir)
   except (ValueError, FileNotFoundError) as e:
     if args.debug:
       raise

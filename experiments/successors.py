@@ -9,7 +9,7 @@ set across classes), every method fmjax has: the paper's nine and its six
 successors (SSD twice: with its code's batch importance and with fmjax's
 exact per-example Fisher), two seeds, reported in the protocol's layout (UA,
 RA, TA, MIA-efficacy, RTE and the average gap to Retrain;
-:func:`experiments._report.protocol_table`).
+:func:`experiments.report.tables.protocol_table`).
 
 Model and data are the offline default's (:mod:`experiments.fashion_offline`):
 the small CNN trained on the first 10,000 real Fashion-MNIST images for 5

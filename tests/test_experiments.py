@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments import EXPERIMENTS, _report, _runner, compare, report, run
+from experiments import EXPERIMENTS, _runner, compare, report, run
 from experiments._spec import Experiment, Original, Unit
 
 
@@ -26,7 +26,7 @@ def test_every_experiment_runs_small_and_resumes_without_recomputing(tmp_path, n
   text = (tmp_path / "report.md").read_text()
   assert text.startswith(f"# {exp.title}") and "units finished" in text
   for table in exp.tables:
-    assert f"## {_report.TABLES[table][0]}" in text
+    assert f"## {report.TABLES[table][0]}" in text
   assert "Not finished" not in text
   if exp.figure:
     assert (tmp_path / "figure.png").stat().st_size > 5_000
@@ -77,7 +77,7 @@ def test_report_marks_pending_units_and_compare_sets_runs_side_by_side(tmp_path,
   exp = _tiny()
   _runner.run(exp, tmp_path / "a", progress=False)
   (_runner.unit_dir(tmp_path / "a", "digits", "finetune", 0) / "summary.json").unlink()
-  paths = _report.build(tmp_path / "a")
+  paths = report.build(tmp_path / "a")
   assert paths["pending"] == ["digits / finetune / seed 0"]
   assert "## Not finished" in paths["report"].read_text()
   _runner.run(exp, tmp_path / "b", progress=False)
@@ -196,11 +196,11 @@ class TestLrGrid:
       records = [{"phase": "original", "seconds": {"evaluate": 7.0}},
                  {"phase": "edit", "seconds": {"score": 0.5, "evaluate": 1.0}},
                  {"phase": "finetune", "seconds": {"finetune": 1.5, "evaluate": 1.0}}]
-      return _report.UnitResult(unit, 0, records, {"protocol": p})
+      return report.UnitResult(unit, 0, records, {"protocol": p})
 
     results = [result(units[0], 1.0, 0.9, 0.8, 1.0), result(units[1], 1.0, 0.5, 0.4, 1.0),
                result(units[2], 0.9, 0.9, 0.8, 0.9), result(units[3], 0.0, 0.9, 0.8, 0.0)]
-    text = _report.protocol_table(exp, results)
+    text = report.protocol_table(exp, results)
     main, sweep = text.split("Learning-rate sweeps")
     # Gaps in points: lr=0.1 -> (0 + 40 + 40 + 0)/4 = 20; lr=0.03 -> (10+0+0+10)/4 = 5; ssd 50.
     assert "| s | salun lr=0.03 | 90.00 | 90.00 | 80.00 | 90.00 | 5.00 | 2.00 | 1 |" in main

@@ -1,0 +1,81 @@
+"""Tables and figures of an experiment, rebuilt from its finished units only.
+
+``python -m experiments.report WORKDIR`` rebuilds them. Nothing here computes
+a model: it reads the experiment's ``config.json`` and every unit's
+``metrics.jsonl`` / ``summary.json`` and writes ``results.csv`` (one row per
+readout record), ``report.md`` (Markdown tables, mean +- std over seeds) and
+``figure.png`` (forget row and remain row, one panel per setting, mean line
+with a band of one standard deviation over seeds, ddof=1 like the tables).
+
+* :mod:`experiments.report.load` -- the finished units, grouped; the CSV.
+* :mod:`experiments.report.tables` -- every table, by name in :data:`TABLES`.
+* :mod:`experiments.report.figures` -- the curve figure and the protocol figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from typing import Any
+
+from experiments.report.figures import figure, protocol_figure
+from experiments.report.load import UnitResult, collect, grouped, load_experiment, write_csv
+from experiments.report.tables import (
+  LABELS,
+  TABLES,
+  markdown_table,
+  mean_std,
+  protocol_table,
+)
+from fmjax import checkpoints
+
+
+def build(root: str | pathlib.Path) -> dict[str, Any]:
+  """Writes results.csv, report.md and figure.png from the finished units."""
+  root = pathlib.Path(root)
+  exp, results = collect(root)
+  write_csv(results, root / "results.csv")
+  pending = [f"{r.unit.setting} / {r.unit.line} / seed {r.seed}" for r in results
+             if r.summary is None]
+  parts = [f"# {exp.title}", "",
+           f"Experiment `{exp.name}`; {len(results) - len(pending)} of {len(results)} "
+           f"units finished (seeds {', '.join(map(str, exp.seeds))}). Rebuild with "
+           f"`python -m experiments.report {root}`."]
+  fig_path = None
+  if exp.figure == "curves":
+    fig_path = figure(exp, results, root / "figure.png")
+  elif exp.figure == "protocol":
+    fig_path = protocol_figure(exp, results, root / "figure.png")
+  if fig_path is not None:
+    parts += ["", f"![{exp.figure}]({fig_path.name})"]
+  names = list(exp.tables) + ([] if "protocol" in exp.tables else ["protocol"])
+  for name in names:
+    title, fn = TABLES[name]
+    parts += ["", f"## {title}", "", fn(exp, results)]
+  if pending:
+    parts += ["", "## Not finished", "", ", ".join(pending)]
+  checkpoints.write_text(root / "report.md", "\n".join(parts) + "\n")
+  return {"report": root / "report.md", "figure": fig_path, "csv": root / "results.csv",
+          "pending": pending}
+
+
+def main(argv: list[str] | None = None) -> int:
+  p = argparse.ArgumentParser(prog="python -m experiments.report",
+                              description="Rebuild results.csv, report.md and the figure of "
+                                          "an experiment from its finished units, computing "
+                                          "nothing.")
+  p.add_argument("workdir")
+  args = p.parse_args(argv)
+  try:
+    paths = build(args.workdir)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(paths["report"].read_text())
+  return 0
+
+
+__all__ = ["LABELS", "TABLES", "UnitResult", "build", "collect", "figure", "grouped",
+           "load_experiment", "main", "markdown_table", "mean_std", "protocol_figure",
+           "protocol_table", "write_csv"]

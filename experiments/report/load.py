@@ -1,0 +1,91 @@
+"""An experiment's finished units as :class:`UnitResult` s, grouped; its records as CSV."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import pathlib
+from collections import defaultdict
+from collections.abc import Sequence
+
+from experiments._runner import finished_summary, unit_dir
+from experiments._spec import Experiment, Unit
+from fmjax import checkpoints
+
+
+@dataclasses.dataclass
+class UnitResult:
+  unit: Unit
+  seed: int
+  records: list[dict]
+  summary: dict | None   # None: not finished
+
+
+def load_experiment(root: str | pathlib.Path) -> Experiment:
+  path = pathlib.Path(root) / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{root} holds no experiment (no config.json); run one with "
+                            "`python -m experiments.run NAME --workdir ...`.")
+  raw = checkpoints.read_json(path, what="the experiment's config", fix=(
+      "Rerun the experiment's command with a fresh --workdir."))
+  try:
+    return Experiment.from_json(raw)
+  except (KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not an experiment's config ({type(e).__name__}: {e}); is "
+                     f"{root} a training or unlearning work directory? Give the directory "
+                     "an experiments.run command wrote.") from e
+
+
+def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
+  """The experiment and every unit's records (finished or not)."""
+  root = pathlib.Path(root)
+  exp = load_experiment(root)
+  out = []
+  for seed in exp.seeds:
+    for unit in exp.units:
+      d = unit_dir(root, unit.setting, unit.line, seed)
+      records = checkpoints.read_metrics(d)
+      summary = finished_summary(d)
+      out.append(UnitResult(unit, seed, records, summary))
+  return exp, out
+
+
+def _scalar_items(record: dict) -> dict:
+  out = {}
+  for k, v in record.items():
+    if isinstance(v, bool) or v is None:
+      out[k] = v
+    elif isinstance(v, int | float | str):
+      out[k] = v
+    elif k == "seconds":
+      out.update({f"seconds_{p}": s for p, s in v.items()})
+  return out
+
+
+def write_csv(results: Sequence[UnitResult], path: pathlib.Path) -> None:
+  rows = []
+  for r in results:
+    for rec in r.records:
+      rows.append({"setting": r.unit.setting, "line": r.unit.line, "method": r.unit.method,
+                   "seed": r.seed, "finished": r.summary is not None, **_scalar_items(rec)})
+  keys: list[str] = []
+  for row in rows:
+    keys += [k for k in row if k not in keys]
+  buffer = io.StringIO(newline="")
+  writer = csv.DictWriter(buffer, fieldnames=keys)
+  writer.writeheader()
+  writer.writerows(rows)
+  checkpoints.write_text(path, buffer.getvalue())
+
+
+def grouped(results: Sequence[UnitResult]) -> dict[tuple[str, str], list[UnitResult]]:
+  groups: dict[tuple[str, str], list[UnitResult]] = defaultdict(list)
+  for r in results:
+    if r.summary is not None:
+      groups[(r.unit.setting, r.unit.line)].append(r)
+  return groups
+
+
+def settings_of(exp: Experiment) -> list[str]:
+  return list(dict.fromkeys(u.setting for u in exp.units))

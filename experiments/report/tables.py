@@ -1,0 +1,268 @@
+"""The report's Markdown tables (mean +- std over seeds), the protocol table among them."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from experiments._spec import Experiment
+from experiments.report.load import UnitResult, grouped, settings_of
+from fmjax import readouts, unlearning
+
+LABELS = {"forget_test_accuracy": "forget test acc", "remain_test_accuracy": "remain test acc",
+          "test_accuracy": "test acc", "noise_accuracy": "noise acc"}
+
+
+PHASE_ORDER = ("score", "mask", "noise", "dampen", "init", "finetune", "evaluate", "relearn")
+
+
+def mean_std(values: Sequence[float | None], *, percent: bool = True) -> str:
+  vals = np.asarray([v for v in values if v is not None], np.float64)
+  if vals.size == 0:
+    return "–"
+  scale = 100.0 if percent else 1.0
+  mean = vals.mean() * scale
+  if vals.size == 1:
+    return f"{mean:.2f}"
+  return f"{mean:.2f} ± {vals.std(ddof=1) * scale:.2f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def final_table(exp: Experiment, results) -> str:
+  a, b = exp.rows
+  header = ["setting", "method", f"{LABELS[a]}, edit", f"{LABELS[a]}, final",
+            f"{LABELS[b]}, edit", f"{LABELS[b]}, final", "MIA member rate", "relearn steps",
+            "seeds"]
+  rows = []
+  groups = grouped(results)
+  for unit in exp.units:
+    g = groups.get((unit.setting, unit.line))
+    if not g:
+      continue
+    s = [r.summary for r in g]
+    relearn = [x.get("relearn_steps") for x in s if "relearn_epochs" in x]
+    relearn_text = "–" if not relearn else ", ".join(
+        ">max" if v is None else str(v) for v in relearn)
+    rows.append([unit.setting, unit.line, mean_std([x["mask_only"].get(a) for x in s]),
+                 mean_std([x["final"].get(a) for x in s]),
+                 mean_std([x["mask_only"].get(b) for x in s]),
+                 mean_std([x["final"].get(b) for x in s]),
+                 mean_std([x["final"].get("mia_member_rate") for x in s]), relearn_text,
+                 str(len(s))])
+  originals = [r.summary["original"] for r in results if r.summary is not None]
+  note = ""
+  if originals:
+    note = (f"\n\nOriginal model: {LABELS[a]} {mean_std([o.get(a) for o in originals])}, "
+            f"{LABELS[b]} {mean_std([o.get(b) for o in originals])}, MIA member rate "
+            f"{mean_std([o.get('mia_member_rate') for o in originals])}.")
+  return ("Accuracies in %, mean ± std over seeds. *edit*: right after the method's edit, "
+          "before fine-tuning; *final*: after the last fine-tuning epoch. MIA member rate: "
+          "% of forget examples the attack calls members (compare with retrain). Relearn steps: "
+          "optimiser steps on the forget set until a batch's loss is back at the original "
+          "model's forget loss, per seed.\n\n"
+          + markdown_table(header, rows) + note)
+
+
+def mask_only_table(exp: Experiment, results) -> str:
+  a, b = exp.rows
+  by_line: dict[str, list[dict]] = defaultdict(list)
+  originals: list[dict] = []
+  settings = set()
+  for r in results:
+    if r.summary is None or r.unit.method == "retrain":   # its "edit" is a fresh init
+      continue
+    by_line[r.unit.line].append(r.summary["mask_only"])
+    originals.append(r.summary["original"])
+    settings.add(r.unit.setting)
+  if not by_line:
+    return "(no finished unit)"
+  orig_b = np.mean([o[b] for o in originals if o.get(b) is not None])
+  rows = [["original model", mean_std([o.get(a) for o in originals]),
+           mean_std([o.get(b) for o in originals]), "100.0"]]
+  for line in dict.fromkeys(u.line for u in exp.units):
+    if line in by_line:
+      vals = by_line[line]
+      kept = np.mean([v[b] for v in vals if v.get(b) is not None]) / orig_b * 100
+      rows.append([line, mean_std([v.get(a) for v in vals]), mean_std([v.get(b) for v in vals]),
+                   f"{kept:.1f}"])
+  return (f"Right after the edit, no fine-tuning; mean ± std over {len(settings)} setting(s) "
+          "and their seeds, in %. *kept*: remain accuracy as % of the original model's.\n\n"
+          + markdown_table(["method", LABELS[a], LABELS[b], "kept"], rows))
+
+
+def outliers_table(exp: Experiment, results) -> str:
+  groups = grouped(results)
+  settings = settings_of(exp)
+  header = ["method"] + [f"{s}: {c}" for s in settings for c in ("best test acc",
+                                                                  "best noise acc")]
+  rows = []
+  for line in dict.fromkeys(u.line for u in exp.units):
+    row = [line]
+    for s in settings:
+      g = groups.get((s, line), [])
+      row += [mean_std([r.summary.get("best_test_accuracy") for r in g]),
+              mean_std([r.summary.get("best_noise_accuracy") for r in g])]
+    rows.append(row)
+  return ("Best accuracy within T epochs (the edit included), in %, mean ± std over seeds; "
+          "noise acc: the removed points with their true labels.\n\n"
+          + markdown_table(header, rows))
+
+
+def volatility_table(exp: Experiment, results) -> str:
+  a, b = exp.rows
+  header = ["setting", "method", f"{LABELS[a]}: mean abs change", f"{LABELS[a]}: adverse",
+            f"{LABELS[b]}: mean abs change", f"{LABELS[b]}: adverse"]
+  rows = []
+  groups = grouped(results)
+  for unit in exp.units:
+    g = groups.get((unit.setting, unit.line))
+    if not g or g[0].summary["epochs"] == 0:
+      continue
+    vol = [r.summary.get("volatility", {}) for r in g]
+    rows.append([unit.setting, unit.line] + [
+        mean_std([v.get(k, {}).get(kind) for v in vol]) for k in (a, b) for kind in ("abs",
+                                                                                  "adverse")])
+  return ("Volatility of each curve over epochs 0..T (Section 4.1), in accuracy points: the "
+          "mean absolute change per epoch, and the mean adverse change (remain drops, forget "
+          "rises). The paper's literal formula telescopes to (last - first)/(T-1); it is in "
+          "summary.json as `signed`.\n\n" + markdown_table(header, rows))
+
+
+def seconds_table(exp: Experiment, results) -> str:
+  groups = grouped(results)
+  phases = [p for p in PHASE_ORDER if any(p in r.summary["seconds"] for g in groups.values()
+                                          for r in g)]
+  rows = []
+  for unit in exp.units:
+    g = groups.get((unit.setting, unit.line))
+    if not g:
+      continue
+    rows.append([unit.setting, unit.line] + [
+        mean_std([r.summary["seconds"].get(p) for r in g], percent=False) for p in phases])
+  return ("Wall time per phase in seconds, mean ± std over seeds (evaluate: all readouts, "
+          "the original model's included).\n\n"
+          + markdown_table(["setting", "method"] + phases, rows))
+
+
+PROTOCOL_KEYS = ("UA", "RA", "TA", "MIA")
+
+
+def protocol_of(result: UnitResult) -> dict | None:
+  """The protocol's readouts of a finished unit (UA, RA, TA, MIA, RTE), from its
+  records, so that runs made before summaries carried them get them too."""
+  if result.summary is None:
+    return None
+  rte = unlearning.run_time(result.records)
+  if "protocol" in result.summary:
+    return {**result.summary["protocol"], "RTE": rte}
+  final = [r for r in result.records if r["phase"] in ("edit", "finetune")][-1]
+  setting = "class" if final.get("remain_test_accuracy") is not None else "random"
+  return {**readouts.protocol_readouts(final, setting=setting), "RTE": rte}
+
+
+def mean_of(values) -> float | None:
+  vals = [v for v in values if v is not None]
+  return float(np.mean(vals)) if vals else None
+
+
+def gap_to(p: dict, ref: dict) -> float | None:
+  """Average gap in points: mean over UA, RA, TA, MIA of |p - ref| (SalUn's 'Avg. Gap')."""
+  diffs = [abs(p[k] - ref[k]) for k in PROTOCOL_KEYS
+           if p.get(k) is not None and ref.get(k) is not None]
+  return 100.0 * float(np.mean(diffs)) if diffs else None
+
+
+def protocol_lines(exp: Experiment, results, setting: str):
+  """Per line of ``setting``: ``(unit, [protocol per seed], gaps per seed)``; gaps are
+  to Retrain's mean over seeds (None without a Retrain unit in the setting)."""
+  groups = grouped(results)
+  lines = []
+  for unit in exp.units:
+    if unit.setting != setting or (setting, unit.line) not in groups:
+      continue
+    lines.append((unit, [protocol_of(r) for r in groups[(setting, unit.line)]]))
+  ref = next((ps for u, ps in lines if u.method == "retrain"), None)
+  ref_mean = None if ref is None else {k: mean_of(p.get(k) for p in ref) for k in PROTOCOL_KEYS}
+  out = []
+  for unit, ps in lines:
+    gaps = [None if ref_mean is None else gap_to(p, ref_mean) for p in ps]
+    out.append((unit, ps, gaps))
+  return out
+
+
+def best_of_groups(lines):
+  """Each sweep group's line with the smallest mean gap (the first on a tie, a line
+  without a gap last), at the group's first position; other lines as they are."""
+  def gap(item):
+    g = mean_of(item[2])
+    return math.inf if g is None else g
+
+  best: dict[str, tuple] = {}
+  for item in lines:
+    group = item[0].group
+    if group is not None and (group not in best or gap(item) < gap(best[group])):
+      best[group] = item
+  out, shown = [], set()
+  for item in lines:
+    group = item[0].group
+    if group is None:
+      out.append(item)
+    elif group not in shown:
+      shown.add(group)
+      out.append(best[group])
+  return out
+
+
+def sd_of(values) -> float:
+  """Standard deviation over seeds, ddof=1 as in the tables (0 for one seed)."""
+  return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _protocol_row(setting, unit, ps, gaps) -> list[str]:
+  return ([setting, unit.line] + [mean_std([p.get(k) for p in ps]) for k in PROTOCOL_KEYS]
+          + [mean_std(gaps, percent=False), mean_std([p.get("RTE") for p in ps], percent=False),
+             str(len(ps))])
+
+
+PROTOCOL_HEADER = ["setting", "method", "UA", "RA", "TA", "MIA-efficacy", "Avg. gap",
+                   "RTE (s)", "seeds"]
+
+
+def protocol_table(exp: Experiment, results) -> str:
+  """The unlearning protocol's table (SalUn, l1-sparse): one row per method."""
+  rows, sweep_rows = [], []
+  for setting in settings_of(exp):
+    lines = protocol_lines(exp, results, setting)
+    rows += [_protocol_row(setting, *item) for item in best_of_groups(lines)]
+    sweep_rows += [_protocol_row(setting, *item) for item in lines if item[0].group]
+  if not rows:
+    return "No finished unit yet."
+  text = ("The unlearning protocol's view (SalUn; Jia et al. 2023), in %, mean ± std over "
+          "seeds. UA = 1 - accuracy on D_f; RA = accuracy on D_r; TA = test accuracy (class "
+          "removal: the kept classes); MIA-efficacy = % of D_f an SVC on the confidence calls "
+          "non-members; Avg. gap = mean |difference to Retrain| over UA, RA, TA, MIA, in "
+          "points (std over seeds, each seed against Retrain's mean); RTE = seconds of the "
+          "unlearning itself (edit + its training, no evaluation; the first unit of a "
+          "process also compiles).\n\n" + markdown_table(PROTOCOL_HEADER, rows))
+  if sweep_rows:
+    text += ("\n\nLearning-rate sweeps: every rate run (the table above shows the rate with "
+             "the smallest average gap; selecting on the gap to Retrain is the protocol's "
+             "tuning practice, so that row is an optimistic estimate).\n\n"
+             + markdown_table(PROTOCOL_HEADER, sweep_rows))
+  return text
+
+
+TABLES = {"final": ("Final readouts", final_table), "mask_only": ("Mask only", mask_only_table),
+          "outliers": ("Outlier deletion", outliers_table),
+          "volatility": ("Volatility", volatility_table),
+          "seconds": ("Wall time", seconds_table),
+          "protocol": ("The unlearning protocol", protocol_table)}

@@ -1,0 +1,216 @@
+"""Building a run: its task (forget, remain, test views), its epochs, its training
+procedure, the checks that refuse what a method cannot serve, and the context every
+phase shares (:class:`RunContext`, made once by :func:`setup`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fmjax import _checks, checkpoints, data, finetuning, readouts, sharding, training
+from fmjax.methods import METHODS, REMAIN_REQUIRED, UnlearnTask, get_method
+from fmjax.procedures import Budget, Procedure
+from fmjax.run.config import UnlearnConfig
+from fmjax.runner import Runner, steps_per_epoch
+from fmjax.steps import TrainState
+
+
+def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.Dataset,
+               progress: bool | None = None, mesh: Any = None
+               ) -> tuple[UnlearnTask, np.ndarray]:
+  """The task the method sees and the indices of the WHOLE remain set."""
+  images, labels, outliers = training.training_set(train_cfg, ds)
+  if config.forget_random is not None:
+    if outliers is not None:
+      raise ValueError("this model was trained with outliers (noise_fraction="
+                       f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
+                       "forget_random.")
+    split = data.random_split(len(labels), config.forget_random, config.seed)
+    forget, remain_all = split.forget, split.remain
+    classes, true_labels = None, None
+  elif config.forget_classes is None:
+    if outliers is None:
+      raise ValueError("no forget set: pass forget classes (e.g. --forget-class 0) or a "
+                       "random fraction (--forget-random 0.1), or train the original model "
+                       "with --noise-fraction for outlier deletion.")
+    forget, remain_all = outliers.forget, outliers.remain
+    classes, true_labels = None, outliers.true_labels
+  else:
+    bad = [c for c in config.forget_classes if not 0 <= c < ds.num_classes]
+    if bad:
+      raise ValueError(f"forget class(es) {bad} do not exist: {ds.name} has classes 0.."
+                       f"{ds.num_classes - 1}.")
+    if outliers is not None:
+      raise ValueError("this model was trained with outliers (noise_fraction="
+                       f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
+                       "the forget classes.")
+    split = data.class_split(labels, config.forget_classes)
+    forget, remain_all = split.forget, split.remain
+    classes, true_labels = tuple(config.forget_classes), None
+  remain = remain_all
+  if config.no_remain:
+    remain = None
+  elif config.remain_limit is not None:
+    remain = data.limited_subset(remain_all, config.remain_limit, config.seed)
+  task = UnlearnTask(images, labels, forget, remain, ds.test_images, ds.test_labels,
+                     ds.num_classes, ds.mean, ds.std, classes, true_labels, progress=progress,
+                     mesh=mesh)
+  return task, remain_all
+
+
+def run_epochs(config: UnlearnConfig, train_cfg: training.TrainConfig) -> int:
+  """T for this run: the config's epochs, else the method's default."""
+  method = get_method(config.method)
+  if config.epochs is not None:
+    if config.epochs < 0:
+      raise ValueError(f"epochs must be >= 0, got {config.epochs}.")
+    return config.epochs
+  return train_cfg.epochs if method.epochs is None else method.epochs
+
+
+def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
+                  procedure: Procedure) -> None:
+  """Refuses a method that cannot serve the requested setting, saying why: its edit
+  needs remain data, or ``procedure`` (its own, or the shared fine-tuning) trains on
+  it, and the run has none."""
+  method = get_method(config.method)
+  if method.classes_only and task.setting != "class":
+    what = "outliers" if task.setting == "outliers" else "a random subset"
+    raise ValueError(f"{method.name} removes whole classes only (it compares classes); it "
+                     f"cannot forget {what}. Methods that can: "
+                     f"{', '.join(m for m, s in METHODS.items() if not s.classes_only)}.")
+  if task.remain is None:
+    if method.remain == REMAIN_REQUIRED:
+      raise ValueError(f"{method.name} needs remain data and the run has none (no_remain); "
+                       "methods that score from the forget set alone: "
+                       f"{', '.join(m for m, s in METHODS.items() if s.remain != REMAIN_REQUIRED)}"
+                       ".")
+    if epochs > 0 and "remain" in procedure.streams:
+      what = ("fine-tuning needs" if method.procedure is None
+              else f"{method.name}'s procedure trains on")
+      raise ValueError(f"{what} remain data and the run has none (no_remain); set "
+                       f"epochs=0 (--epochs 0) to evaluate {method.name}'s edit alone.")
+  if config.freeze_mask and not method.masks:
+    raise ValueError(f"freeze_mask applies to masking methods; {method.name} masks nothing.")
+
+
+def check_finite_state(state) -> None:
+  _checks.check_finite_tree(
+      state.params, name="the model's parameters",
+      fix="The model diverged: lower the fine-tuning learning rate or the method's step "
+          "(e.g. influence damping).")
+
+
+@dataclasses.dataclass
+class RunContext:
+  """What every phase of one unlearning run shares (built once by :func:`setup`)."""
+  config: UnlearnConfig
+  method: Any
+  train_cfg: training.TrainConfig
+  model: Any
+  trained: TrainState
+  ds: data.Dataset
+  task: UnlearnTask
+  epochs: int
+  workdir: pathlib.Path
+  evaluator: readouts.Evaluator
+  procedure: Procedure   # the method's own, or the shared fine-tuning
+  batch_size: int
+  images_dev: Any
+  labels_dev: Any
+  no_mask: Any
+  ckpt: checkpoints.Checkpoints
+  progress: bool | None
+  mesh: Any = None
+
+  @property
+  def own_procedure(self) -> bool:
+    """The method brings its own training (its edit's ``freeze`` is checkpointed)."""
+    return self.method.procedure is not None
+
+  def say(self, message: str) -> None:
+    if self.progress is not False:
+      print(f"[{self.config.method}] {message}", file=sys.stderr, flush=True)
+
+  def runner(self, mask: Any, freeze: Any = None) -> Runner:
+    """The epoch loop's runner of this run's procedure: a method's own freezes
+    ``freeze`` (the entries its edit froze), the shared fine-tuning freezes ``mask``
+    when the config asks for it."""
+    if not self.own_procedure:
+      freeze = mask if self.config.freeze_mask else None
+    teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
+               else None)
+    return Runner(self.model, self.procedure, self.images_dev, self.labels_dev,
+                  {"remain": self.task.remain, "forget": self.task.forget},
+                  mean=self.ds.mean, std=self.ds.std, seed=self.config.seed,
+                  num_classes=self.task.num_classes, augment=self.train_cfg.augment,
+                  freeze=freeze, teacher=teacher, mesh=self.mesh)
+
+  def like(self) -> dict:
+    """The structure of this run's checkpoints (state, mask; a procedure's freeze)."""
+    tree = {"state": self.procedure.init(self.trained.params, self.trained.model_state),
+            "mask": self.no_mask}
+    if self.own_procedure:
+      tree["freeze"] = self.no_mask
+    return tree
+
+
+def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, progress,
+           allow_partial: bool = False, devices: Any = None,
+           device_data: dict | None = None) -> RunContext:
+  """Loads the trained model, builds and checks the task, claims the work directory.
+
+  With several ``devices`` (:mod:`fmjax.sharding`) the training images and
+  the original model are replicated on them once, here. ``device_data``, a
+  dict shared by several runs (:func:`unlearn_many`), holds one device copy of
+  each training run's images and labels for all of them."""
+  method = get_method(config.method)
+  if pathlib.Path(workdir).resolve() == pathlib.Path(config.checkpoint).resolve():
+    raise ValueError(f"--workdir {workdir} is the training run's own directory; give the "
+                     "unlearning run a directory of its own (the trained model stays as it "
+                     "is).")
+  train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
+                                                       dataset=dataset,
+                                                       allow_partial=allow_partial)
+  mesh = sharding.mesh_or_none(devices)
+  trained = sharding.replicate(trained, mesh)
+  task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
+  epochs = run_epochs(config, train_cfg)
+  batch_size = config.batch_size or train_cfg.batch_size
+  procedure = procedure_for(config, method, train_cfg, task, epochs, batch_size)
+  check_setting(config, task, epochs, procedure)
+  workdir = checkpoints.claim_workdir(workdir, config.to_json())
+  evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
+                                 mia=config.mia, seed=config.seed)
+  no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),
+                                            trained.params), mesh)
+  device_data = {} if device_data is None else device_data
+  if config.checkpoint not in device_data:
+    device_data[config.checkpoint] = sharding.replicate(
+        (jnp.asarray(task.images), jnp.asarray(task.labels)), mesh)
+  return RunContext(config, method, train_cfg, model, trained, ds, task, epochs, workdir, evaluator,
+              procedure, batch_size, *device_data[config.checkpoint], no_mask,
+              checkpoints.Checkpoints(workdir), progress, mesh)
+
+
+def procedure_for(config: UnlearnConfig, method: Any, train_cfg: training.TrainConfig,
+               task: UnlearnTask, epochs: int, batch_size: int) -> Procedure:
+  """The run's training: the method's own procedure at its rate (the config's constant
+  rate when given), or the shared fine-tuning on D_r at the compressed (Retrain: the
+  original) schedule or the config's constant rate."""
+  sgd = {"momentum": train_cfg.momentum, "weight_decay": train_cfg.weight_decay}
+  if method.procedure is not None:
+    rate = method.lr if config.lr == "compressed" else float(config.lr)
+    return method.procedure(task, config.settings, Budget(epochs, rate, batch_size, **sgd))
+  stream = task.remain if task.remain is not None else task.forget   # epochs 0 when none
+  spe = steps_per_epoch(len(stream), batch_size)
+  mode = "original" if method.schedule == "original" else config.lr
+  lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
+                                    compress_epochs=config.compress_epochs)
+  return finetuning.finetune_procedure(lr, batch_size=batch_size, **sgd)
