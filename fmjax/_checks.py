@@ -130,13 +130,15 @@ def check_finite_tree(tree: Any, *, name: str, fix: str) -> None:
         f"{bad[:5]}. {fix}")
 
 
-def check_fields(obj: Any, rules: Mapping[str, str], *, fix: str = "") -> None:
+def check_fields(obj: Any, rules: Mapping[str, str], *,
+                 fixes: Mapping[str, str] | None = None) -> None:
   """Checks fields of a settings dataclass against simple rules.
 
   ``rules`` maps a field name to one of ``'>=1'`` (a positive count),
   ``'>=0'``, ``'>0'``, ``'(0,1)'``, ``'(0,1]'`` or ``'[0,1]'``; None values pass (they mean
   "the default"). Raises a ValueError naming the field, the value and the
-  valid range.
+  valid range, and the hint ``fixes`` holds for that field, if any (a hint
+  never follows an error about another field).
   """
   tests = {">=1": (lambda v: v >= 1, "an integer >= 1"), ">=0": (lambda v: v >= 0, ">= 0"),
            ">0": (lambda v: v > 0, "> 0"), "(0,1)": (lambda v: 0 < v < 1, "in (0, 1)"),
@@ -150,5 +152,5 @@ def check_fields(obj: Any, rules: Mapping[str, str], *, fix: str = "") -> None:
     if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
         or not np.isfinite(value) or not ok(value)):
       option = "--" + name.replace("_", "-")
-      tail = f" {fix}" if fix else ""
+      tail = f" {fixes[name]}" if fixes and name in fixes else ""
       raise ValueError(f"{name} ({option}) must be {wanted}, got {value!r}.{tail}")

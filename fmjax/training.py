@@ -78,7 +78,7 @@ class TrainConfig:
     _checks.check_fields(self, {"epochs": ">=1", "batch_size": ">=1", "lr": ">0",
                                 "decay_factor": ">0", "momentum": ">=0", "weight_decay": ">=0",
                                 "train_limit": ">=1", "noise_fraction": "(0,1)"},
-                         fix="train_limit None uses every example.")
+                         fixes={"train_limit": "train_limit None uses every example."})
 
 
   @property

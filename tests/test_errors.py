@@ -169,3 +169,13 @@ def test_unreadable_checkpoint_json_names_the_file(tmp_path):
   (tmp_path / "config.json").write_text("{")
   with pytest.raises(ValueError, match=r"config.json \(this run's config\) cannot be read"):
     checkpoints.claim_workdir(tmp_path, {"a": 1})
+
+
+def test_a_settings_error_carries_only_its_own_hint():
+  from fmjax import training
+  with pytest.raises(ValueError) as e:
+    training.default_config("digits", "small_cnn", lr=-1.0)
+  assert "lr (--lr) must be > 0" in str(e.value) and "train_limit" not in str(e.value)
+  with pytest.raises(ValueError, match=r"train_limit \(--train-limit\) must be an integer >= 1, "
+                                       r"got 0\. train_limit None uses every example\."):
+    training.default_config("digits", "small_cnn", train_limit=0)
