@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fmjax
-import fmjax.training
+import fmjax.steps
 from fmjax.models import MODELS, DenseNet, get_model
 from tests.conftest import init_with_stats, rel_error
 
@@ -77,7 +77,7 @@ def _check_model(model):
 
   def loss(p):
     logits, _ = model.apply({"params": p, **state}, x, train=True, mutable=["batch_stats"])
-    return fmjax.training.cross_entropy(logits, y)
+    return fmjax.steps.cross_entropy(logits, y)
 
   grads = jax.grad(loss)(params)
   chex.assert_trees_all_equal_shapes(grads, params)
