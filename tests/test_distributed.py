@@ -21,6 +21,7 @@ import pytest
 from fmjax import distributed
 
 WORKER = textwrap.dedent('''
+    from fmjax import xla_flags; xla_flags.configure()   # a script is an entry point
     import json
     from fmjax import distributed
     assert distributed.initialize(timeout_s=120)

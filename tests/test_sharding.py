@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 FISHER_SCRIPT = textwrap.dedent('''
+    from fmjax import xla_flags; xla_flags.configure()   # a script is an entry point
     import json, jax, jax.numpy as jnp, numpy as np
     import fmjax
     from fmjax.models import get_model
@@ -44,6 +45,7 @@ FISHER_SCRIPT = textwrap.dedent('''
 
 
 STEPS_SCRIPT = textwrap.dedent('''
+    from fmjax import xla_flags; xla_flags.configure()   # a script is an entry point
     # Ten training steps of a BatchNorm CNN on real digits, on 1, 2 and 8 devices: batch
     # 32 divides every device count; batch 37 pads with zero-weight examples on 2 and 8.
     import json, jax, jax.numpy as jnp, numpy as np
@@ -89,6 +91,7 @@ STEPS_SCRIPT = textwrap.dedent('''
 ''')
 
 UNLEARN_SCRIPT = textwrap.dedent('''
+    from fmjax import xla_flags; xla_flags.configure()   # a script is an entry point
     # Whole unlearning runs (edit, fine-tuning epochs, readouts, relearn) on 1, 2 and 8
     # devices; batch 37 and scoring batch 37 pad on 2 and 8 devices.
     import json, sys, tempfile
