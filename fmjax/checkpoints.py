@@ -74,6 +74,19 @@ def write_text(path: str | pathlib.Path, text: str) -> None:
   tmp.replace(path)
 
 
+def read_config(workdir: str | pathlib.Path, *, kind: str, start: str, fix: str) -> Any:
+  """The ``config.json`` of the ``kind`` of run in ``workdir`` (raw JSON).
+
+  Raises:
+    FileNotFoundError: no config there; the message says how to ``start`` one.
+    ValueError: it cannot be read (naming the file and ``fix``).
+  """
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{workdir} holds no {kind} (no config.json); {start}")
+  return read_json(path, what=f"the {kind}'s config", fix=fix)
+
+
 def read_json(path: str | pathlib.Path, *, what: str, fix: str) -> Any:
   """Reads a JSON file; ValueError naming the file, what it is and ``fix`` if unreadable."""
   path = pathlib.Path(path)

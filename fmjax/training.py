@@ -276,11 +276,9 @@ def read_config(workdir: str) -> TrainConfig:
   import pathlib
 
   path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{workdir} holds no training run (no config.json); train the "
-                            "original model first with `python -m fmjax train --workdir ...`.")
-  raw = checkpoints.read_json(path, what="the training run's config", fix=(
-      "Train again in a fresh --workdir."))
+  raw = checkpoints.read_config(
+      workdir, kind="training run", fix="Train again in a fresh --workdir.",
+      start="train the original model first with `python -m fmjax train --workdir ...`.")
   fields = {f.name for f in dataclasses.fields(TrainConfig)}
   if not isinstance(raw, dict) or not {"dataset", "model", "epochs"} <= set(raw):
     hint = ""

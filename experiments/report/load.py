@@ -24,11 +24,9 @@ class UnitResult:
 
 def load_experiment(root: str | pathlib.Path) -> Experiment:
   path = pathlib.Path(root) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{root} holds no experiment (no config.json); run one with "
-                            "`python -m experiments.run NAME --workdir ...`.")
-  raw = checkpoints.read_json(path, what="the experiment's config", fix=(
-      "Rerun the experiment's command with a fresh --workdir."))
+  raw = checkpoints.read_config(
+      root, kind="experiment", fix="Rerun the experiment's command with a fresh --workdir.",
+      start="run one with `python -m experiments.run NAME --workdir ...`.")
   try:
     return Experiment.from_json(raw)
   except (KeyError, TypeError) as e:
