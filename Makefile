@@ -14,13 +14,9 @@ BENCH_ARGS ?= --n 1024 --batch 128
 DATA_ARGS = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 # Overrides of an experiment's config, the same code path shrunk or changed:
 #   make cifar10-resnet20 SET="unlearn.ratio=0.04 seeds=0,1"
-# SMOKE=1: the experiment's own datasets and models, one epoch on a few hundred
-# examples, one seed, cheap scoring (minutes on a CPU; what CI runs end to end).
-SMOKE_SET := seeds=0 train.epochs=1 train.train_limit=320 unlearn.epochs=1 \
-             unlearn.eval_limit=200 unlearn.relearn_epochs=1 unlearn.score_limit=200 \
-             unlearn.ig_steps=2 unlearn.ig_limit=64 unlearn.influence_iters=2 \
-             unlearn.influence_examples=64 unlearn.fisher_chunk=32
-SET_ARGS = $(foreach s,$(if $(SMOKE),$(SMOKE_SET)) $(SET),--set $(s))
+# SMOKE=1: the experiment's own datasets and models by overrides (experiments.run --smoke:
+# one seed, one epoch on 320 examples, cheap scoring; minutes on a CPU; CI runs it).
+SET_ARGS = $(if $(SMOKE),--smoke) $(foreach s,$(SET),--set $(s))
 # DEVICES=N splits every batch across N devices (default: all); UNITS=K runs up to K units'
 # fine-tunings that share an update rule as one stacked program (--units-per-program).
 # Where a target's run goes: runs/<name>[-smoke] unless WORKDIR is given.

@@ -5,10 +5,14 @@ Keys:
 * ``seeds`` -- the unlearning seeds, comma-separated integers;
 * ``train.<field>`` -- a :class:`fmjax.training.TrainConfig` field, applied to
   every original model of the experiment;
-* ``unlearn.<field>`` -- an :class:`fmjax.unlearning.UnlearnConfig` or
-  :class:`fmjax.methods.MethodSettings` field, applied to every unit. An
-  ``unlearn.epochs`` override leaves alone the units whose method does not
-  fine-tune by default (FisherNoise, Influence), as the paper draws them.
+* ``unlearn.<field>`` -- an :class:`fmjax.unlearning.UnlearnConfig` field,
+  applied to every unit, or a method's field (its settings and recipe),
+  applied to every unit whose method has it (``unlearn.score_limit=200``
+  reaches every scoring method). An ``unlearn.epochs`` override leaves alone
+  the units whose method does not train by default (FisherNoise, Influence,
+  SSD), as the paper draws them;
+* ``unlearn.<method>.<field>`` -- a field of one method, applied to its units
+  only (``unlearn.salun.batch_size=128``).
 
 Each value is parsed and checked against the field's type (``none`` for an
 optional field, comma-separated values for a tuple). The overridden
@@ -23,11 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from experiments._spec import Experiment
-from fmjax import _fields, training, unlearning
-from fmjax.methods import MethodSettings, get_method
-
-# UnlearnConfig fields that a unit does not take from an override.
-_NOT_OVERRIDABLE = {"checkpoint", "method", "settings"}
+from fmjax import _fields, methods, training, unlearning
 
 
 def train_fields() -> dict[str, Any]:
@@ -37,10 +37,14 @@ def train_fields() -> dict[str, Any]:
 
 
 def unlearn_fields() -> dict[str, Any]:
-  """``{name: type}`` of the overridable unlearning settings and method settings."""
+  """``{name: type}`` of the overridable unlearning settings: the run's own, then every
+  known method's fields (a field several methods have takes its first type)."""
   out = {k: v for k, v in _fields.field_types(unlearning.UnlearnConfig).items()
-         if k not in _NOT_OVERRIDABLE}
-  out.update(_fields.field_types(MethodSettings))
+         if k in unlearning.config_fields()}
+  for name, cls in methods.registry().items():
+    for k, v in _fields.field_types(cls).items():
+      out.setdefault(k, v)
+      out[f"{name}.{k}"] = v
   return out
 
 
@@ -80,7 +84,7 @@ def parse_grids(items: Iterable[str]) -> dict[str, tuple[float, ...]]:
     if not sep or not method or not text.strip():
       raise ValueError(f"--lr-grid takes METHOD=RATE,RATE,..., got {item!r} (e.g. --lr-grid "
                        "salun=0.1,0.03,0.01).")
-    get_method(method)
+    methods.get_method(method)
     rates = _fields.parse_value(text, tuple[float, ...], f"--lr-grid {item}")
     if not rates or any(not r > 0 for r in rates):
       raise ValueError(f"--lr-grid {item}: give one or more rates > 0.")
@@ -88,18 +92,35 @@ def parse_grids(items: Iterable[str]) -> dict[str, tuple[float, ...]]:
   return out
 
 
-def apply(exp: Experiment, overrides: dict[str, Any]) -> Experiment:
-  """``exp`` with the parsed ``overrides`` (see :func:`parse`) applied."""
+def apply(exp: Experiment, overrides: dict[str, Any], *, strict: bool = True) -> Experiment:
+  """``exp`` with the parsed ``overrides`` (see :func:`parse`) applied.
+
+  Raises:
+    ValueError: (``strict``) an ``unlearn.`` override that reaches no unit of ``exp``.
+  """
   train = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("train.")}
   unlearn = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("unlearn.")}
   originals = {key: dataclasses.replace(o, train={**o.train, **train})
                for key, o in exp.originals.items()}
-  units = []
+  units, used = [], set()
   for unit in exp.units:
-    over = dict(unlearn)
-    if ("epochs" in over and "epochs" not in unit.unlearn
-        and not get_method(unit.method).trains):
-      over.pop("epochs")   # FisherNoise, Influence: drawn without fine-tuning
+    over = {}
+    for key, value in unlearn.items():
+      method, _, name = key.rpartition(".")
+      if method and method != unit.method:
+        continue
+      if name not in unlearning.for_method(unit.method, {name: value}):
+        continue
+      if (name == "epochs" and not method and "epochs" not in unit.unlearn
+          and not methods.defaults(unit.method).trains):
+        used.add(key)
+        continue   # FisherNoise, Influence, SSD: drawn without training
+      over[name] = value
+      used.add(key)
     units.append(dataclasses.replace(unit, unlearn={**unit.unlearn, **over}))
+  unused = sorted(set(unlearn) - used)
+  if unused and strict:
+    raise ValueError(f"--set unlearn.{unused[0]}: no unit of {exp.name} has that setting (its "
+                     f"methods: {', '.join(sorted({u.method for u in exp.units}))}).")
   seeds = overrides.get("seeds", exp.seeds)
   return dataclasses.replace(exp, originals=originals, units=tuple(units), seeds=tuple(seeds))

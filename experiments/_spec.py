@@ -8,11 +8,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fmjax.methods import get_method
+from fmjax.methods import defaults, field_names
+from fmjax.unlearning import for_method
 
+# The one cheap form of an experiment's unlearning, shared by --small (digits, below) and
+# --smoke (the experiment's own data and models, :data:`SMOKE`): every unit one epoch (0
+# stays 0), cheap scoring and readouts; each unit takes the settings its method has.
+CHEAP_UNLEARN = {"relearn_epochs": 0, "eval_limit": 300, "score_limit": 200, "ig_steps": 2,
+                 "ig_limit": 64, "cg_iters": 2, "hessian_examples": 64, "fisher_chunk": 32}
 SMALL_TRAIN = {"epochs": 2}
-SMALL_UNLEARN = {"relearn_epochs": 0, "fisher_chunk": 32, "ig_steps": 2, "influence_iters": 2,
-                 "influence_examples": 64, "score_limit": 200, "eval_limit": 300}
+# --smoke (make SMOKE=1) as --set overrides: one seed, one epoch on 320 examples.
+SMOKE = ("seeds=0", "train.epochs=1", "train.train_limit=320", "unlearn.epochs=1",
+         *(f"unlearn.{k}={v}" for k, v in CHEAP_UNLEARN.items()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +84,12 @@ class Experiment:
     keys = [(u.setting, u.line) for u in self.units]
     if len(set(keys)) != len(keys):
       raise ValueError(f"experiment {self.name}: two units share a (setting, line).")
+    for u in self.units:
+      unknown = set(u.unlearn) - set(for_method(u.method, dict(u.unlearn)))
+      if unknown:
+        raise ValueError(f"experiment {self.name}: unit {u.line!r} sets {sorted(unknown)}, "
+                         f"which {u.method} does not have; its settings: "
+                         f"{', '.join(sorted(field_names(u.method)))}.")
     missing = {u.original for u in self.units} - set(self.originals)
     if missing:
       raise ValueError(f"experiment {self.name}: units refer to unknown originals {missing}.")
@@ -112,7 +125,7 @@ def sweep_lr(exp: Experiment, grids: Mapping[str, tuple[float, ...]]) -> Experim
     if not grid:
       units.append(u)
       continue
-    if not get_method(u.method).trains and "epochs" not in u.unlearn:
+    if not defaults(u.method).trains and "epochs" not in u.unlearn:
       raise ValueError(f"--lr-grid {u.method}: the method does not train (no learning rate to "
                        "sweep).")
     for lr in grid:
@@ -138,8 +151,8 @@ def shrink(exp: Experiment, *, dataset: str = "digits", model: str = "small_cnn"
                for k, o in exp.originals.items()}
   units = []
   for u in exp.units:
-    over = {**SMALL_UNLEARN, **u.unlearn}
-    default = get_method(u.method).epochs
+    over = {**for_method(u.method, CHEAP_UNLEARN), **u.unlearn}
+    default = defaults(u.method).epochs
     if u.unlearn.get("epochs", default) != 0:
       over["epochs"] = 1
     if "remain_limit" in over:

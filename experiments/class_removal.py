@@ -18,18 +18,18 @@ dashed) as references.
 from __future__ import annotations
 
 from experiments._spec import Experiment, Original, Unit, shrink
-from fmjax.methods import get_method
+from fmjax.methods import defaults, tagged
+from fmjax.unlearning import for_method
 
 DATASETS = ("cifar10", "cifar100", "mnist", "tiny_imagenet")
 MODELS = ("resnet20", "vgg16", "googlenet", "densenet")
 PAIRS = tuple((d, m) for d in DATASETS for m in MODELS)   # the paper's 16 settings
-METHOD_NAMES = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask",
-           "tfidf", "influence", "fisher_noise")
+METHOD_NAMES = tagged("paper")   # the paper's method and its baselines, in the registry's order
 
 
 def _overrides(method: str, unlearn: dict | None) -> dict:
-  over = dict(unlearn or {})
-  if not get_method(method).trains:
+  over = for_method(method, dict(unlearn or {}))
+  if not defaults(method).trains:
     over.pop("epochs", None)
   return over
 

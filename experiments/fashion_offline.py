@@ -20,7 +20,7 @@ from experiments import class_removal
 
 TRAIN = {"epochs": 5, "train_limit": 10_000}
 UNLEARN = {"epochs": 5, "eval_limit": 3_000, "relearn_epochs": 5, "score_limit": 5_000,
-           "influence_examples": 1_024}
+           "hessian_examples": 1_024}
 
 
 def get_config(*, small: bool = False, seeds: tuple[int, ...] = (0, 1)):

@@ -17,9 +17,13 @@ remove classes only and are not run, as in the paper.
 from __future__ import annotations
 
 from experiments._spec import Experiment, Original, Unit, shrink
+from fmjax.methods import defaults, get_method, tagged
 
 NOISE = (0.1, 0.3, 0.5)
-METHOD_NAMES = ("retrain", "finetune", "random_mask", "activation_mask", "grad_mask", "fisher_mask")
+# The paper's methods that can forget outliers (not TF-IDF: classes only) and train (the
+# figure's curves; Influence and FisherNoise do not).
+METHOD_NAMES = tuple(m for m in tagged("paper")
+                     if not get_method(m).classes_only and defaults(m).trains)
 
 
 def get_config(*, small: bool = False, noise=NOISE, seeds=(0, 1, 2)) -> Experiment:

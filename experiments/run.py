@@ -22,9 +22,9 @@ import pathlib
 import sys
 import time
 
-from experiments import EXPERIMENTS, _overrides, _runner, report
+from experiments import EXPERIMENTS, _overrides, _runner, _spec, report
 from experiments._spec import sweep_lr
-from fmjax import distributed, xla_flags
+from fmjax import distributed, methods, xla_flags
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", default=None, help="default: runs/NAME[-DATASET-MODEL][-small]")
   p.add_argument("--small", action="store_true",
                  help="the smoke form on other data: digits and the small CNN, one seed")
+  p.add_argument("--smoke", action="store_true",
+                 help="the smoke form on the experiment's own data and models, by overrides "
+                      f"(before --set): {' '.join(_spec.SMOKE)}")
   p.add_argument("--dataset", default=None, help="class_removal etc.: the dataset")
   p.add_argument("--model", default=None, help="class_removal etc.: the model")
   p.add_argument("--seeds", default=None, help="comma-separated unlearning seeds")
@@ -50,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
                  help="run up to K units that share an update rule (the seeds of a method, "
                       "Retrain's seeds, the mask methods) as one program, parameters stacked "
                       "(vmap)")
+  p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                 help="import MODULE first: the methods it registers can be named in the "
+                      "experiment (repeatable)")
   p.add_argument("--quiet", action="store_true", help="no progress bars or unit lines")
   p.add_argument("--debug", action="store_true",
                  help="on an error, print the full traceback instead of one line")
@@ -68,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
   if args.seeds:   # the same as --set seeds=..., checked the same way
     args.set.insert(0, f"seeds={args.seeds}")
   workdir = args.workdir or "runs/" + "-".join(
-      [args.name] + [v for v in (args.dataset, args.model) if v] + (["small"] if args.small
-                                                                    else []))
+      [args.name] + [v for v in (args.dataset, args.model) if v]
+      + (["small"] if args.small else []) + (["smoke"] if args.smoke else []))
   accepted = inspect.signature(module.get_config).parameters
   extra = [k for k in kwargs if k not in accepted]
   if extra:
@@ -81,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
           "train.epochs=1 --set train.train_limit=300 --set seeds=0).", file=sys.stderr)
     return 2
   try:
+    for name in args.imports:
+      methods.import_methods(name)
     distributed.initialize()   # several processes when the environment names them
-    exp = _overrides.apply(module.get_config(**kwargs), _overrides.parse(args.set))
+    exp = module.get_config(**kwargs)
+    if args.smoke:   # the settings a unit's methods do not have stay where they are
+      exp = _overrides.apply(exp, _overrides.parse(_spec.SMOKE), strict=False)
+    exp = _overrides.apply(exp, _overrides.parse(args.set))
     exp = sweep_lr(exp, _overrides.parse_grids(args.lr_grid))
     start = time.perf_counter()
     outcome = _runner.run(exp, workdir, data_dir=args.data_dir,

@@ -7,8 +7,7 @@ import dataclasses
 import json
 import sys
 
-from fmjax import _fields, data, distributed, training, unlearning, xla_flags
-from fmjax.methods import METHODS, MethodSettings
+from fmjax import _fields, data, distributed, methods, training, unlearning, xla_flags
 from fmjax.models import MODELS
 
 
@@ -69,7 +68,31 @@ def _data(args: argparse.Namespace) -> int:
   return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def _methods_epilog() -> str:
+  lines = ["methods:"]
+  for name, cls in methods.registry().items():
+    lines.append(f"  {name:16s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+  return "\n".join(lines)
+
+
+def _chosen_method(argv: list[str] | None) -> str | None:
+  """The ``--method`` of an ``unlearn`` command line, after its ``--import`` modules are
+  imported (so that its options can be generated); None when there is none yet."""
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] != "unlearn":
+    return None
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument("--method")
+  pre.add_argument("--import", dest="imports", action="append", default=[])
+  known, _ = pre.parse_known_args(argv[1:])
+  for module in known.imports:
+    methods.import_methods(module)
+  return known.method if known.method in methods.registry() else None
+
+
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+  """The command line; an ``unlearn`` line's ``--method`` adds that method's options."""
+  method = _chosen_method(argv)
   p = argparse.ArgumentParser(prog="python -m fmjax", description=(
       "Machine unlearning with Fisher masking. Train the original model first; later steps "
       "start from its work directory."))
@@ -109,13 +132,20 @@ def parser() -> argparse.ArgumentParser:
   u = sub.add_parser("unlearn", parents=[common],
                      help="unlearn a class, a random subset or outliers (resumable)",
                      description=(
-      "Apply an unlearning method to a trained model (its training --workdir), fine-tune on "
-      "the remain data with the compressed schedule, and record forget/remain accuracy, "
-      "membership inference and relearn time after the edit and after every epoch. Run the "
-      "same command again to resume. Every field of fmjax.unlearning.UnlearnConfig and of "
-      "fmjax.methods.MethodSettings is an option."))
+      "Apply an unlearning method to a trained model (its training --workdir), train as the "
+      "method's recipe says (the paper's methods: fine-tune on the remain data with the "
+      "compressed schedule), and record forget/remain accuracy, membership inference and "
+      "relearn time after the edit and after every epoch. Run the same command again to "
+      "resume. Every field of fmjax.unlearning.UnlearnConfig is an option, and every field "
+      "of the chosen method: `--method NAME --help` lists NAME's settings and recipe."),
+                     epilog=_methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
   u.add_argument("--checkpoint", required=True, help="the training run's work directory")
-  u.add_argument("--method", required=True, choices=list(METHODS), help="the method")
+  u.add_argument("--method", required=True, choices=list(methods.registry()),
+                 help="the method (its settings follow it: --method NAME --help)")
+  u.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                 help="import MODULE first, so that the methods it registers can be named "
+                      "(repeatable; installed packages' methods load through the "
+                      f"'{methods.ENTRY_POINT_GROUP}' entry-point group)")
   u.add_argument("--workdir", required=True, help="this run's directory (created)")
   group = u.add_mutually_exclusive_group()
   group.add_argument("--forget-class", type=int, action="append", default=None,
@@ -123,12 +153,13 @@ def parser() -> argparse.ArgumentParser:
   group.add_argument("--outliers", action="store_true",
                      help="forget the outliers the model was trained with (--noise-fraction)")
   fields = _fields.add_options(
-      u, unlearning.UnlearnConfig, skip=("checkpoint", "method", "forget_classes", "settings"),
-      defaults={"epochs": "30; 0 for fisher_noise and influence; the original epochs for "
-                          "retrain", "batch_size": "the training batch",
-                "relearn_threshold": "the original model's forget loss"})
-  fields += _fields.add_options(u, MethodSettings, defaults={
-      "ratio": "0.02 on CIFAR, 0.04 otherwise"})
+      u, unlearning.UnlearnConfig, skip=("checkpoint", "method", "forget_classes"),
+      defaults={"relearn_threshold": "the original model's forget loss"})
+  if method is not None:
+    options = u.add_argument_group(f"{method} settings", methods.get_method(method).__doc__
+                                   .strip().splitlines()[0])
+    fields += _fields.add_options(options, methods.get_method(method), defaults={
+        "ratio": "the paper's for the dataset: 0.02 on CIFAR, 0.04 otherwise"})
   u.add_argument("--allow-partial", action="store_true",
                  help="unlearn a training run that has not finished its epochs (its newest "
                       "checkpoint); refused otherwise")
@@ -150,7 +181,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = parser().parse_args(argv)
+  try:
+    args = parser(argv).parse_args(argv)
+  except ValueError as e:   # an --import that fails, a broken plug-in
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   xla_flags.configure()   # before the first computation starts a backend
   try:
     distributed.initialize()   # several processes when the environment names them

@@ -26,8 +26,17 @@ def field_types(cls) -> dict[str, Any]:
 
 
 def field_docs(cls) -> dict[str, str]:
-  """``{field name: text}`` from the ``Attributes:`` section of ``cls``'s docstring."""
-  doc = cls.__doc__ or ""
+  """``{field name: text}`` from the ``Attributes:`` sections of ``cls``'s docstring and
+  its bases' (a class's own text wins)."""
+  docs: dict[str, str] = {}
+  for klass in reversed(cls.__mro__):
+    if klass is not object and klass.__doc__:
+      docs.update(_attribute_docs(klass.__doc__))
+  return docs
+
+
+def _attribute_docs(doc: str) -> dict[str, str]:
+  """``{name: text}`` of one docstring's ``Attributes:`` section."""
   section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
   docs: dict[str, str] = {}
   current = None

@@ -36,7 +36,7 @@ import logging
 import os
 import pathlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -97,10 +97,13 @@ def read_json(path: str | pathlib.Path, *, what: str, fix: str) -> Any:
 
 
 def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
-                  ignore: tuple[str, ...] = ()) -> pathlib.Path:
+                  ignore: tuple[str, ...] = (),
+                  refuse: Callable[[dict], str | None] | None = None) -> pathlib.Path:
   """Creates ``workdir`` with ``config.json``, or checks that it holds the same run.
 
-  Keys in ``ignore`` (e.g. a data directory) may differ between runs.
+  Keys in ``ignore`` (e.g. a data directory) may differ between runs. ``refuse``
+  reads an existing config and returns why it cannot be this run (e.g. an old
+  layout), or None.
 
   Raises:
     ValueError: ``workdir`` is a file, holds a run with different settings, or
@@ -116,6 +119,9 @@ def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
     old = read_json(path, what="this run's config", fix=(
         f"It was damaged (e.g. a kill while it was first written); if {workdir} holds no run "
         "you want to keep, delete that file and run the same command again."))
+    reason = refuse(old) if refuse is not None else None
+    if reason:
+      raise ValueError(f"{path} cannot be resumed: {reason}")
     diff = {k: (old.get(k), config.get(k)) for k in sorted(set(old) | set(config))
             if k not in ignore and old.get(k) != config.get(k)}
     if diff:

@@ -97,7 +97,7 @@ class CrossEntropy:
 
 
 @dataclasses.dataclass(frozen=True)
-class NegGradPlus:
+class NegGradPlusLoss:
   """``beta * CE(D_r batch) - (1 - beta) * CE(D_f batch)`` (paired stream;
   ``coef`` is beta). The remain batch goes through the network first."""
 

@@ -1,16 +1,16 @@
 """What every unlearning method sees, and what it returns.
 
-:class:`UnlearnTask` (the data views: forget, remain, test), :class:`MethodSettings`
-(the methods' hyper-parameters) and :class:`Edit` (a method's result). They sit
-below both :mod:`fmjax.methods`, which consumes them, and :mod:`fmjax.readouts`,
-which evaluates on the same task, so neither layer reaches into the other.
+:class:`UnlearnTask` (the data views: forget, remain, test) and :class:`Edit` (a
+method's result). They sit below both :mod:`fmjax.methods`, which consumes them, and
+:mod:`fmjax.readouts`, which evaluates on the same task, so neither layer reaches
+into the other.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -147,73 +147,3 @@ class Edit(NamedTuple):
   info: dict
   seconds: dict
   freeze: Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodSettings:
-  """Hyper-parameters of the methods (each method reads the ones it uses).
-
-  Attributes:
-    ratio: mask ratio R in (0, 1], counted in parameters (the paper: 0.02 on
-      CIFAR, 0.04 on MNIST and Tiny-ImageNet).
-    maskable: which parameters FisherMask and RandomMask may zero ('all' or
-      'kernels'; see :mod:`fmjax.masks`).
-    weighting: FisherMask score weighting, 'sum' (the paper) or 'mean'.
-    score_batch_size: examples per scoring batch (fine-tuning uses
-      :attr:`fmjax.unlearning.UnlearnConfig.batch_size`).
-    score_limit: score on at most this many remain examples (a fixed random
-      subset; Fisher sums are rescaled to the whole set). None: all.
-    ig_steps: Riemann steps of GradMask's integrated gradients.
-    ig_limit: GradMask scores at most this many forget examples. None: all.
-    noise_alpha: FisherNoise's alpha (Golatkar et al.'s recipe; the paper's
-      code uses 1e-6).
-    influence_damping: lambda added to the mean Hessian's diagonal.
-    influence_iters: conjugate-gradient iterations.
-    influence_examples: examples of the Hessian estimate (a fixed random
-      subset of the Hessian set).
-    influence_hessian: 'all' (D, the paper's formula) or 'remain' (D_r: then
-      the update is one exact Newton step on the remain objective).
-    fisher_chunk: examples per compiled Fisher block.
-    ssd_alpha: SSD's selection threshold alpha (Eq. 3).
-    ssd_lambda: SSD's dampening constant lambda (Eq. 4).
-    ssd_importance: 'batch' (SSD's code: squared mini-batch mean gradients)
-      or 'fisher' (exact per-example diagonal Fisher; see
-      :mod:`fmjax.methods.ssd` for its rule).
-    ssd_batch_size: mini-batch of SSD's batch importance.
-    salun_fraction: fraction of the weights SalUn trains (the most salient).
-    scrub_temperature: SCRUB's distillation temperature T.
-    scrub_kl_weight: SCRUB's alpha: weight of the KL in the min-step.
-    scrub_ce_weight: SCRUB's gamma: weight of the cross-entropy in the min-step.
-    scrub_max_epochs: SCRUB's max-steps run in the first this many epochs.
-    scrub_forget_batch_size: SCRUB's forget-set batch of the max-steps.
-    l1_gamma: l1-sparse's initial penalty weight gamma (decays linearly).
-    neggrad_beta: NegGrad+'s beta in ``beta * L_r - (1 - beta) * L_f``.
-    neggrad_forget_batch_size: NegGrad+'s forget batch (the remain batch is
-      the fine-tuning batch).
-  """
-  ratio: float = 0.02
-  maskable: Literal["all", "kernels"] = "all"
-  weighting: Literal["sum", "mean"] = "sum"
-  score_batch_size: int = 256
-  score_limit: int | None = None
-  ig_steps: int = 20
-  ig_limit: int | None = None
-  noise_alpha: float = 1e-6
-  influence_damping: float = 0.01
-  influence_iters: int = 20
-  influence_examples: int = 2048
-  influence_hessian: Literal["all", "remain"] = "all"
-  fisher_chunk: int = 128
-  ssd_alpha: float = 10.0
-  ssd_lambda: float = 1.0
-  ssd_importance: Literal["batch", "fisher"] = "batch"
-  ssd_batch_size: int = 128
-  salun_fraction: float = 0.5
-  scrub_temperature: float = 4.0
-  scrub_kl_weight: float = 0.001
-  scrub_ce_weight: float = 0.99
-  scrub_max_epochs: int = 2
-  scrub_forget_batch_size: int = 512
-  l1_gamma: float = 5e-4
-  neggrad_beta: float = 0.99
-  neggrad_forget_batch_size: int = 128

@@ -26,12 +26,19 @@ stack as one compiled program (:func:`fmjax.runner.stack`): the paper's
 fine-tuning, Retrain and every method's own procedure alike.
 """
 
-from fmjax.run.build import build_task, check_setting, run_epochs
-from fmjax.run.config import UnlearnConfig, config_setting, default_ratio, make_config
+from fmjax.run.build import budget_for, build_task, check_setting, run_epochs
+from fmjax.run.config import (
+                              UnlearnConfig,
+                              config_fields,
+                              config_setting,
+                              default_ratio,
+                              for_method,
+                              make_config,
+)
 from fmjax.run.drivers import unlearn, unlearn_many
 from fmjax.run.phases import UnlearnResult
 from fmjax.run.summary import run_time, summarize, summary_line
 
-__all__ = ["UnlearnConfig", "UnlearnResult", "build_task", "check_setting", "config_setting",
-           "default_ratio", "make_config", "run_epochs", "run_time", "summarize", "summary_line",
-           "unlearn", "unlearn_many"]
+__all__ = ["UnlearnConfig", "UnlearnResult", "budget_for", "build_task", "check_setting",
+           "config_fields", "config_setting", "default_ratio", "for_method", "make_config",
+           "run_epochs", "run_time", "summarize", "summary_line", "unlearn", "unlearn_many"]

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from fmjax import __main__ as cli
-from fmjax import checkpoints, training
+from fmjax import checkpoints, methods, training
 
 TRAIN = ["train", "--dataset", "digits", "--model", "small_cnn", "--workdir", "{tmp}/t"]
 UNLEARN = ["unlearn", "--checkpoint", "{tmp}/trained", "--workdir", "{tmp}/u"]
@@ -38,48 +38,57 @@ CASES = [
     ("unlearn core", UNLEARN + ["--method", "fisher_mask", "--forget-class", "3",
                                 "--forget-class", "5", "--ratio", "0.1", "--epochs", "4",
                                 "--compress-epochs", "2.5", "--lr", "0.03", "--batch-size", "16",
+                                "--momentum", "0.5", "--weight-decay", "0.001",
                                 "--freeze-mask", "--seed", "9"],
-     {"method": "fisher_mask", "forget_classes": [3, 5], "settings.ratio": 0.1, "epochs": 4,
-      "compress_epochs": 2.5, "lr": 0.03, "batch_size": 16, "freeze_mask": True, "seed": 9}),
+     {"method.name": "fisher_mask", "forget_classes": [3, 5], "method.ratio": 0.1,
+      "method.epochs": 4, "method.compress_epochs": 2.5, "method.lr": 0.03,
+      "method.batch_size": 16, "method.momentum": 0.5, "method.weight_decay": 0.001,
+      "method.freeze_mask": True, "seed": 9}),
     ("unlearn data", UNLEARN + ["--method", "fisher_noise", "--no-remain", "--epochs", "0",
-                                "--outliers", "--quiet", "--data-dir", "{tmp}/data"],
-     {"method": "fisher_noise", "no_remain": True, "forget_classes": None, "epochs": 0}),
+                                "--outliers", "--quiet", "--data-dir", "{tmp}/data",
+                                "--alpha", "2e-6", "--score-limit", "300"],
+     {"method.name": "fisher_noise", "no_remain": True, "forget_classes": None,
+      "method.epochs": 0, "method.alpha": 2e-6, "method.score_limit": 300}),
     ("unlearn remain limit", UNLEARN + ["--method", "finetune", "--remain-limit", "50",
                                         "--lr", "compressed"],
-     {"remain_limit": 50, "lr": "compressed", "forget_classes": [0]}),
-    ("unlearn scoring", UNLEARN + ["--method", "grad_mask", "--maskable", "kernels",
-                                   "--weighting", "mean", "--score-limit", "300",
-                                   "--ig-steps", "7", "--ig-limit", "40",
-                                   "--noise-alpha", "2e-6", "--score-batch-size", "64",
-                                   "--fisher-chunk", "8"],
-     {"settings.maskable": "kernels", "settings.weighting": "mean", "settings.score_limit": 300,
-      "settings.ig_steps": 7, "settings.ig_limit": 40, "settings.noise_alpha": 2e-6,
-      "settings.score_batch_size": 64, "settings.fisher_chunk": 8}),
-    ("unlearn influence", UNLEARN + ["--method", "influence", "--influence-damping", "0.5",
-                                     "--influence-iters", "3", "--influence-examples", "99",
-                                     "--influence-hessian", "remain"],
-     {"settings.influence_damping": 0.5, "settings.influence_iters": 3,
-      "settings.influence_examples": 99, "settings.influence_hessian": "remain"}),
+     {"remain_limit": 50, "method.lr": "compressed", "forget_classes": [0]}),
+    ("unlearn fisher scoring", UNLEARN + ["--method", "fisher_mask", "--maskable", "kernels",
+                                          "--weighting", "mean", "--score-batch-size", "64",
+                                          "--fisher-chunk", "8"],
+     {"method.maskable": "kernels", "method.weighting": "mean", "method.score_batch_size": 64,
+      "method.fisher_chunk": 8, "method.ratio": 0.04}),   # digits: the MNIST-like R
+    ("unlearn integrated gradients", UNLEARN + ["--method", "grad_mask", "--ig-steps", "7",
+                                                "--ig-limit", "40"],
+     {"method.ig_steps": 7, "method.ig_limit": 40}),
+    ("unlearn influence", UNLEARN + ["--method", "influence", "--damping", "0.5",
+                                     "--cg-iters", "3", "--hessian-examples", "99",
+                                     "--hessian", "remain"],
+     {"method.damping": 0.5, "method.cg_iters": 3, "method.hessian_examples": 99,
+      "method.hessian": "remain"}),
     ("unlearn mia on", UNLEARN + ["--method", "retrain", "--mia"], {"mia": True}),
     ("unlearn readouts", UNLEARN + ["--method", "retrain", "--eval-limit", "123", "--no-mia",
                                     "--relearn-epochs", "2", "--relearn-threshold", "0.7"],
-     {"eval_limit": 123, "mia": False, "relearn_epochs": 2, "relearn_threshold": 0.7}),
+     {"eval_limit": 123, "mia": False, "relearn_epochs": 2, "relearn_threshold": 0.7,
+      "method.lr": "original", "method.epochs": None}),
     ("unlearn random subset, ssd", UNLEARN + [
-        "--method", "ssd", "--forget-random", "0.2", "--ssd-alpha", "3", "--ssd-lambda", "0.5",
-        "--ssd-importance", "fisher", "--ssd-batch-size", "64"],
-     {"forget_random": 0.2, "forget_classes": None, "settings.ssd_alpha": 3.0,
-      "settings.ssd_lambda": 0.5, "settings.ssd_importance": "fisher",
-      "settings.ssd_batch_size": 64}),
-    ("unlearn successors' training", UNLEARN + [
-        "--method", "scrub", "--lr", "0.003", "--salun-fraction", "0.3",
-        "--scrub-temperature", "2", "--scrub-kl-weight", "0.1", "--scrub-ce-weight", "0.9",
-        "--scrub-max-epochs", "1", "--scrub-forget-batch-size", "64", "--l1-gamma", "0.001",
-        "--neggrad-beta", "0.9", "--neggrad-forget-batch-size", "32"],
-     {"lr": 0.003, "settings.salun_fraction": 0.3, "settings.scrub_temperature": 2.0,
-      "settings.scrub_kl_weight": 0.1, "settings.scrub_ce_weight": 0.9,
-      "settings.scrub_max_epochs": 1, "settings.scrub_forget_batch_size": 64,
-      "settings.l1_gamma": 0.001, "settings.neggrad_beta": 0.9,
-      "settings.neggrad_forget_batch_size": 32}),
+        "--method", "ssd", "--forget-random", "0.2", "--alpha", "3", "--dampening", "0.5",
+        "--importance", "fisher", "--importance-batch-size", "64"],
+     {"forget_random": 0.2, "forget_classes": None, "method.alpha": 3.0,
+      "method.dampening": 0.5, "method.importance": "fisher",
+      "method.importance_batch_size": 64}),
+    ("unlearn scrub", UNLEARN + [
+        "--method", "scrub", "--lr", "0.003", "--temperature", "2", "--kl-weight", "0.1",
+        "--ce-weight", "0.9", "--max-epochs", "1", "--forget-batch-size", "64"],
+     {"method.lr": 0.003, "method.temperature": 2.0, "method.kl_weight": 0.1,
+      "method.ce_weight": 0.9, "method.max_epochs": 1, "method.forget_batch_size": 64,
+      "method.batch_size": 256, "method.weight_decay": 5e-4}),   # its authors' recipe
+    ("unlearn salun", UNLEARN + ["--method", "salun", "--fraction", "0.3"],
+     {"method.fraction": 0.3, "method.lr": 0.013, "method.batch_size": 256}),
+    ("unlearn l1_sparse", UNLEARN + ["--method", "l1_sparse", "--gamma", "0.001"],
+     {"method.gamma": 0.001}),
+    ("unlearn neggrad_plus", UNLEARN + ["--method", "neggrad_plus", "--beta", "0.9",
+                                        "--forget-batch-size", "32"],
+     {"method.beta": 0.9, "method.forget_batch_size": 32, "method.batch_size": None}),
 ]
 
 
@@ -111,36 +120,56 @@ def test_options_reach_the_config(trained_config, name, argv, expected):
   assert not (tmp / "t").exists() and not (tmp / "u").exists()   # nothing written
 
 
+def _options(argv):
+  """``{command: its --options}`` of the parser built for ``argv``."""
+  sub = next(a for a in cli.parser(argv)._actions if a.dest == "command")
+  return {command: {o for action in p._actions for o in action.option_strings
+                    if o.startswith("--")} for command, p in sub.choices.items()}
+
+
 def test_every_option_has_a_case():
+  """Every option of train and of unlearn with EACH method is exercised by a case."""
   covered = {a for _, argv, _ in CASES for a in argv if a.startswith("--")}
   covered |= {"--help", "--print-config", "--checkpoint", "--workdir", "--dataset", "--model",
               "--allow-partial",   # not a config field: tests/test_errors.py runs it
-              "--devices"}   # not a config field: test_sharding.py runs it on 2 devices
-  sub = next(a for a in cli.parser()._actions if a.dest == "command")
-  for command in ("train", "unlearn"):
-    options = {o for action in sub.choices[command]._actions for o in action.option_strings
-               if o.startswith("--")}
-    assert options - covered == set(), f"{command} options without a test case"
+              "--devices",   # not a config field: test_sharding.py runs it on 2 devices
+              "--import"}   # tests/test_extension.py runs it
+  assert _options(None)["train"] - covered == set(), "train options without a test case"
+  for method in methods.registry():
+    options = _options(["unlearn", "--method", method])["unlearn"]
+    assert options - covered == set(), f"unlearn --method {method}: options without a case"
 
 
 def test_every_settings_field_is_an_option():
-  """A new field of the settings dataclasses appears in the CLI by itself."""
-  from fmjax.methods import MethodSettings
+  """A new field of the run's config or of a method appears in the CLI by itself, under
+  that method only."""
   from fmjax.unlearning import UnlearnConfig
-  sub = next(a for a in cli.parser()._actions if a.dest == "command")
 
-  def dests(command):
+  def dests(argv, command):
+    sub = next(a for a in cli.parser(argv)._actions if a.dest == "command")
     return {a.dest for a in sub.choices[command]._actions}
-  assert {f.name for f in dataclasses.fields(MethodSettings)} <= dests("unlearn")
-  assert {f.name for f in dataclasses.fields(UnlearnConfig)} - {
-      "checkpoint", "method", "forget_classes", "settings"} <= dests("unlearn")
-  assert {f.name for f in dataclasses.fields(training.TrainConfig)} <= dests("train")
+  run_fields = {f.name for f in dataclasses.fields(UnlearnConfig)} - {
+      "checkpoint", "method", "forget_classes"}
+  for method, cls in methods.registry().items():
+    got = dests(["unlearn", "--method", method], "unlearn")
+    assert {f.name for f in dataclasses.fields(cls)} | run_fields <= got, method
+  assert "fraction" not in dests(["unlearn", "--method", "fisher_mask"], "unlearn")
+  assert {f.name for f in dataclasses.fields(training.TrainConfig)} <= dests(None, "train")
+
+
+def test_method_help_shows_its_own_recipe(capsys):
+  with pytest.raises(SystemExit):
+    cli.main(["unlearn", "--method", "salun", "--help"])
+  text = " ".join(capsys.readouterr().out.split())
+  assert "salun settings" in text and "--fraction FLOAT" in text and "(default: 0.013)" in text
+  assert "--ig-steps" not in text and "neggrad_plus" in text   # the epilog lists methods
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "two"], "argument --epochs: expected int or none, got 'two'"),
     (["--weighting", "median"], "expected one of ['sum', 'mean'], got 'median'"),
-    (["--lr", "fast"], "argument --lr: expected 'compressed' or float, got 'fast'"),
+    (["--lr", "fast"],
+     "argument --lr: expected 'compressed' or 'original' or float, got 'fast'"),
 ])
 def test_bad_option_values_name_the_option_and_the_type(trained_config, capsys, argv, message):
   args = [a.replace("{tmp}", str(trained_config)) for a in UNLEARN]

@@ -82,13 +82,15 @@ def test_workdir_equal_to_the_training_directory(trained, capsys):
     ("--batch-size", "0", "batch_size (--batch-size) must be an integer >= 1, got 0"),
     ("--eval-limit", "0", "eval_limit (--eval-limit) must be an integer >= 1, got 0"),
     ("--ratio", "1.5", "ratio (--ratio) must be in (0, 1], got 1.5"),
-    ("--lr", "-1", "lr (--lr) must be 'compressed' or a rate > 0, got -1.0"),
-    ("--ig-steps", "0", "ig_steps (--ig-steps) must be an integer >= 1"),
+    ("--lr", "-1", "fisher_mask: lr (--lr) must be > 0, got -1.0"),
+    ("--ig-steps", "0", "grad_mask: ig_steps (--ig-steps) must be an integer >= 1"),
+    ("--weight-decay", "-1", "weight_decay (--weight-decay) must be >= 0, got -1.0"),
 ])
 def test_bad_unlearn_values_are_refused_before_writing(tmp_path, trained, capsys, option,
                                                        value, needle):
-  fails(capsys, UNLEARN + ["--checkpoint", trained, "--workdir", tmp_path / "u", option, value],
-        needle)
+  method = ["--method", "grad_mask"] if option == "--ig-steps" else []   # its own setting
+  fails(capsys, UNLEARN + method + ["--checkpoint", trained, "--workdir", tmp_path / "u",
+                                    option, value], needle)
   assert not (tmp_path / "u").exists()
 
 

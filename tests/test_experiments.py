@@ -9,6 +9,7 @@ import pytest
 
 from experiments import EXPERIMENTS, _runner, compare, report, run
 from experiments._spec import Experiment, Original, Unit
+from fmjax import methods
 
 
 # successors_cifar10's small form is successors' (same units on digits): make test-slow.
@@ -99,6 +100,9 @@ def test_bad_experiment_definitions_and_options(tmp_path, capsys):
   assert Experiment.from_json(json.loads(json.dumps(exp.to_json()))) == exp
 
 
+MASKS = ("random_mask", "activation_mask", "grad_mask", "fisher_mask", "tfidf")
+
+
 class TestOverrides:
   """`python -m experiments.run NAME --set KEY=VALUE`: the same experiment, changed by data."""
 
@@ -135,7 +139,8 @@ class TestOverrides:
                                              {"epochs": 1, "train_limit": 300})
     assert exp.seeds == (0,)
     for unit in exp.units:
-      assert unit.unlearn["ratio"] == 0.04
+      # A method's setting reaches the units whose method has it: the mask ratio the masks.
+      assert unit.unlearn.get("ratio") == (0.04 if unit.method in MASKS else None)
       # FisherNoise and Influence stay without fine-tuning, as the paper draws them.
       assert unit.unlearn.get("epochs") == (None if unit.method in ("fisher_noise", "influence")
                                             else 1)
@@ -152,7 +157,22 @@ class TestOverrides:
                      "--seeds", "1", "--set", "unlearn.ratio=0.08"])
     assert code == 0
     saved = Experiment.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
-    assert saved.seeds == (1,) and all(u.unlearn["ratio"] == 0.08 for u in saved.units)
+    assert saved.seeds == (1,) and all(u.unlearn.get("ratio") == (
+        0.08 if u.method in MASKS else None) for u in saved.units)
+    code = run.main(["mask_only", "--small", "--workdir", str(tmp_path / "none"), "--quiet",
+                     "--set", "unlearn.fraction=0.3"])
+    assert code == 2 and ("--set unlearn.fraction: no unit of mask_only has that setting"
+                          in capsys.readouterr().err)
+    assert not (tmp_path / "none").exists()
+
+  def test_a_method_scoped_override_reaches_that_method_only(self):
+    from experiments import _overrides, successors
+    exp = _overrides.apply(successors.get_config(small=True), _overrides.parse(
+        ["unlearn.salun.batch_size=64", "unlearn.score_limit=50"]))
+    for unit in exp.units:
+      assert unit.unlearn.get("batch_size") == (64 if unit.method == "salun" else None)
+      assert ("score_limit" in unit.unlearn) == ("score_limit" in methods.field_names(
+          unit.method))
 
 
 class TestLrGrid:

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from fmjax import finetuning, masks, readouts, steps
-from fmjax.methods import MethodSettings, UnlearnTask, _channels
+from fmjax.methods import Influence, UnlearnTask, _channels
 from fmjax.methods.fisher_noise import noise_variance
 from fmjax.methods.influence import conjugate_gradient, influence_update
 from fmjax.methods.tfidf import tfidf_scores
@@ -206,8 +206,8 @@ def test_influence_equals_the_exact_newton_step_on_logistic_regression():
                                   jax.grad(mean_loss)(w, task.remain, lam_r))
     expected = unravel(newton - w)
     params32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), unravel(w))
-  settings = MethodSettings(influence_hessian="remain", influence_damping=lam_r,
-                            influence_iters=50, influence_examples=10_000, score_batch_size=16)
+  settings = Influence(hessian="remain", damping=lam_r,
+                      cg_iters=50, hessian_examples=10_000, score_batch_size=16)
   delta, info = influence_update(model, params32, {}, task, settings, seed=0)
   assert info["cg_residual"] < 1e-4
   chex.assert_trees_all_close(delta, jax.tree.map(np.float32, expected), rtol=2e-3,

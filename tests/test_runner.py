@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fmjax import procedures, runner
-from fmjax.procedures import CrossEntropy, NegGradPlus, Procedure, Stage
+from fmjax.procedures import CrossEntropy, NegGradPlusLoss, Procedure, Stage
 from tests.conftest import TinyCNN, init_with_stats
 
 
@@ -25,7 +25,7 @@ FORGET, REMAIN = np.arange(0, 48, 4), np.setdiff1d(np.arange(48), np.arange(0, 4
 # Three stages: random labels on D_f, NegGrad+ pairs (remain with a cycled forget stream),
 # and a stage that runs in epoch 1 only, so steps per epoch differ across epochs.
 PROC = Procedure((Stage(CrossEntropy(), "forget", 5, random_labels=True),
-                  Stage(NegGradPlus(), "remain", 8, pair="forget", pair_batch_size=3,
+                  Stage(NegGradPlusLoss(), "remain", 8, pair="forget", pair_batch_size=3,
                         coef=lambda e: 0.9 + 0.01 * e),
                   Stage(CrossEntropy(l1=True), "remain", 16, epochs=(1,), coef=1e-4)),
                  lr=0.05, momentum=0.9, weight_decay=5e-4)

@@ -21,8 +21,9 @@ UNITS = [("fisher_mask", 0), ("random_mask", 0), ("finetune", 1), ("fisher_mask"
 
 def _configs(checkpoint, **over):
   return [unlearning.make_config(checkpoint, m, seed=s, epochs=None if m == "influence" else 2,
-                                 relearn_epochs=1, eval_limit=300, influence_examples=64,
-                                 influence_iters=3, **over) for m, s in UNITS]
+                                 relearn_epochs=1, eval_limit=300, **unlearning.for_method(
+                                     m, {"hessian_examples": 64, "cg_iters": 3}), **over)
+          for m, s in UNITS]
 
 
 def _comparable(records):

@@ -13,7 +13,7 @@ import pytest
 
 from fmjax import __main__ as cli
 from fmjax import data, training, unlearning
-from fmjax.methods import METHODS
+from fmjax.methods import defaults
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "paper_methods_digits.json"
 
@@ -35,9 +35,9 @@ def _run(trained, digits, workdir, method, **kw):
 # regulariser too weak to forget a class in 10 epochs here (forget 27% at 5e-3), gamma 0.02
 # does; SSD with the code's batch importance selects no parameter at alpha 10 on this
 # model (tested separately below), so the exact-Fisher variant carries the check.
-DIGITS = {"ssd": {"ssd_importance": "fisher"}, "salun": {"lr": 0.03},
+DIGITS = {"ssd": {"importance": "fisher"}, "salun": {"lr": 0.03},
           "random_label": {"lr": 0.03}, "scrub": {"lr": 5e-3},
-          "l1_sparse": {"l1_gamma": 0.02}, "neggrad_plus": {}}
+          "l1_sparse": {"gamma": 0.02}, "neggrad_plus": {}}
 
 
 @pytest.mark.parametrize("method", sorted(DIGITS))
@@ -62,7 +62,7 @@ def test_ssd_batch_importance_is_the_papers_rule_and_may_select_nothing(tmp_path
   assert at10.records[1]["info"]["selected_fraction"] == 0.0
   for key in ("test_accuracy", "forget_test_accuracy", "forget_train_loss"):
     assert at10.summary["mask_only"][key] == at10.summary["original"][key]
-  low = _run(trained, digits, tmp_path / "a1", "ssd", ssd_alpha=1.0)
+  low = _run(trained, digits, tmp_path / "a1", "ssd", alpha=1.0)
   assert low.records[1]["info"]["selected_fraction"] > 0.0
 
 
@@ -73,9 +73,10 @@ def test_paper_methods_are_bit_identical_to_before_the_interface_changed(tmp_pat
   training.train(training.default_config("digits", "small_cnn", epochs=2), tmp_path / "t",
                  dataset=digits, progress=False)
   for method, want in golden.items():
-    kw = {"epochs": 2 if METHODS[method].trains else 0, "relearn_epochs": 1,
-          "eval_limit": 300, "score_limit": 300, "ig_steps": 2, "influence_iters": 2,
-          "influence_examples": 64, "fisher_chunk": 32}
+    kw = {"epochs": 2 if defaults(method).trains else 0, "relearn_epochs": 1,
+          "eval_limit": 300, **unlearning.for_method(method, {
+              "score_limit": 300, "ig_steps": 2, "cg_iters": 2, "hessian_examples": 64,
+              "fisher_chunk": 32})}
     r = unlearning.unlearn(unlearning.make_config(str(tmp_path / "t"), method, **kw),
                            tmp_path / method, dataset=digits, progress=False)
     digest = hashlib.sha256(b"".join(np.asarray(x).tobytes()
@@ -124,12 +125,12 @@ def _no_seconds(records):
 
 def test_cli_forget_random_and_method_settings(tmp_path, trained, capsys):
   code = cli.main(["unlearn", "--checkpoint", trained, "--method", "ssd", "--workdir",
-                   str(tmp_path / "u"), "--forget-random", "0.1", "--ssd-importance", "fisher",
-                   "--ssd-alpha", "5", "--print-config"])
+                   str(tmp_path / "u"), "--forget-random", "0.1", "--importance", "fisher",
+                   "--alpha", "5", "--print-config"])
   assert code == 0
   config = json.loads(capsys.readouterr().out)
   assert config["forget_random"] == 0.1 and config["forget_classes"] is None
-  assert config["settings"]["ssd_importance"] == "fisher" and config["settings"]["ssd_alpha"] == 5
+  assert config["method"]["importance"] == "fisher" and config["method"]["alpha"] == 5
   code = cli.main(["unlearn", "--checkpoint", trained, "--method", "ssd", "--workdir",
                    str(tmp_path / "v"), "--forget-random", "0.1", "--forget-class", "1"])
   assert code == 2 and "--forget-random names the forget set" in capsys.readouterr().err

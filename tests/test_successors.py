@@ -10,10 +10,10 @@ import pytest
 
 from fmjax import procedures, readouts, steps
 from fmjax import runner as runner_lib
+from fmjax.methods import SCRUB, L1Sparse, SalUn
 from fmjax.methods._gradients import mean_loss_grad
-from fmjax.methods.l1_sparse import l1_gamma, l1_sparse_procedure
-from fmjax.methods.salun import saliency_mask, salun_procedure
-from fmjax.methods.scrub import scrub_procedure
+from fmjax.methods.l1_sparse import penalty_weight
+from fmjax.methods.salun import saliency_mask
 from fmjax.methods.ssd import batch_importance, ssd_dampen
 from fmjax.procedures import Procedure, Stage
 from tests.conftest import TinyCNN, TinyMLP, init_with_stats
@@ -87,7 +87,7 @@ def test_salun_non_salient_weights_and_their_momentum_never_move():
        "label": jnp.asarray(labels[forget])}])
   salient = saliency_mask(grad, 0.5)
   freeze = jax.tree.map(jnp.logical_not, salient)
-  proc = salun_procedure(None, _Settings(), procedures.Budget(2, 0.5, 8, momentum=0.9,
+  proc = SalUn().procedure(None, procedures.Budget(2, 0.5, 8, momentum=0.9,
                                                              weight_decay=5e-4))
   runner = runner_lib.Runner(model, proc, jnp.asarray(images), jnp.asarray(labels),
                              {"remain": remain, "forget": forget}, num_classes=4, mean=0.0,
@@ -102,19 +102,6 @@ def test_salun_non_salient_weights_and_their_momentum_never_move():
   momentum = end.opt_state[2].trace   # chain: decay, zero, trace, scale, zero
   for t, f in zip(jax.tree.leaves(momentum), jax.tree.leaves(freeze), strict=True):
     assert np.all(np.asarray(t)[np.asarray(f)] == 0.0)
-
-
-class _Settings:
-  """The MethodSettings fields the procedures read (defaults)."""
-  salun_fraction = 0.5
-  scrub_temperature = 4.0
-  scrub_kl_weight = 0.001
-  scrub_ce_weight = 0.99
-  scrub_max_epochs = 2
-  scrub_forget_batch_size = 512
-  l1_gamma = 5e-4
-  neggrad_beta = 0.99
-  neggrad_forget_batch_size = 128
 
 
 # --- SCRUB ------------------------------------------------------------------------------------
@@ -156,15 +143,15 @@ def test_scrub_runs_max_steps_only_in_its_first_epochs():
 
 
 def _scrub_procedure(epochs):
-  return scrub_procedure(None, _Settings(), procedures.Budget(epochs, 5e-4, 128))
+  return SCRUB().procedure(None, procedures.Budget(epochs, 5e-4, 128))
 
 
 # --- l1-sparse --------------------------------------------------------------------------------
 
 def test_l1_penalty_decays_linearly_from_gamma_to_gamma_over_t():
-  assert [l1_gamma(1e-3, e, 4) for e in (1, 2, 3, 4)] == pytest.approx(
+  assert [penalty_weight(1e-3, e, 4) for e in (1, 2, 3, 4)] == pytest.approx(
       [1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
-  proc = l1_sparse_procedure(None, _Settings(), procedures.Budget(5, 0.01, 32))
+  proc = L1Sparse().procedure(None, procedures.Budget(5, 0.01, 32))
   assert [proc.stages[0].coef_at(e) for e in range(1, 6)] == pytest.approx(
       [5e-4, 4e-4, 3e-4, 2e-4, 1e-4])
 
@@ -185,7 +172,7 @@ def test_neggrad_plus_gradient_is_beta_g_r_minus_one_minus_beta_g_f(mlp_setup):
   remain = {"image": x[:5], "label": y[:5]}
   forget = {"image": x[5:], "label": y[5:]}
   beta = 0.8
-  g = jax.grad(lambda p: procedures.NegGradPlus()(model, p, state, remain, forget, None,
+  g = jax.grad(lambda p: procedures.NegGradPlusLoss()(model, p, state, remain, forget, None,
                                                   beta)[0])(params)
 
   def ce_grad(b):

@@ -11,7 +11,7 @@ import pytest
 
 from fmjax import __main__ as cli
 from fmjax import checkpoints, training, unlearning
-from fmjax.methods import METHODS, MethodSettings, UnlearnTask, get_method
+from fmjax.methods import FisherMask, UnlearnTask, defaults, registry
 
 # `digits` and `trained` (the small CNN, 3 epochs on digits) come from conftest.py.
 
@@ -45,13 +45,14 @@ def test_fisher_mask_forgets_the_class_and_keeps_the_rest_without_fine_tuning(
   assert fisher["mask_only"]["masked_fraction"] == pytest.approx(0.04, abs=1e-5)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m not in ("fisher_mask",
-                                                                      "random_mask")])
+@pytest.mark.parametrize("method", [m for m in registry() if m not in ("fisher_mask",
+                                                                         "random_mask")])
 def test_every_method_runs_and_records_its_phases(tmp_path, trained, digits, method, capsys):
-  epochs = 1 if get_method(method).trains else 0
-  result = _run(trained, digits, tmp_path / method, method, epochs=epochs, ig_steps=4,
-                influence_iters=3, influence_examples=128, score_limit=300, mia=True,
-                relearn_epochs=2, progress=True)
+  epochs = 1 if defaults(method).trains else 0
+  cheap = unlearning.for_method(method, {"ig_steps": 4, "cg_iters": 3, "hessian_examples": 128,
+                                         "score_limit": 300})
+  result = _run(trained, digits, tmp_path / method, method, epochs=epochs, mia=True,
+                relearn_epochs=2, progress=True, **cheap)
   if method in SCORING_BARS:
     assert SCORING_BARS[method] in capsys.readouterr().err
   phases = [r["phase"] for r in result.records]
@@ -112,14 +113,16 @@ def test_forget_data_only(tmp_path, trained, digits):
 
 
 def test_bad_input_is_refused_with_the_fix(tmp_path, trained, digits):
-  with pytest.raises(ValueError, match="valid methods: retrain, finetune"):
+  with pytest.raises(ValueError, match="known methods: retrain, finetune"):
     unlearning.make_config(trained, "scrubber")
   with pytest.raises(ValueError, match=r"do not exist: digits has classes 0\.\.9"):
     _run(trained, digits, tmp_path / "x", "fisher_mask", forget_classes=(12,))
   with pytest.raises(ValueError, match="forget set is empty"):
     UnlearnTask(np.zeros((2, 1, 1, 1), np.uint8), np.zeros(2), np.array([], int), None,
                 np.zeros((1, 1, 1, 1), np.uint8), np.zeros(1), 2, 0.0, 1.0)
-  with pytest.raises(ValueError, match="masks nothing"):
+  # freeze_mask is a masking method's setting: finetune has none, and says which it has.
+  with pytest.raises(ValueError, match=r"unknown setting\(s\) \['freeze_mask'\] for finetune; "
+                                       "its settings: batch_size, compress_epochs"):
     _run(trained, digits, tmp_path / "y", "finetune", freeze_mask=True, epochs=1)
   with pytest.raises(FileNotFoundError, match="train the original model first"):
     unlearning.make_config(tmp_path / "nothing", "fisher_mask")
@@ -138,8 +141,8 @@ def test_bad_input_is_refused_with_the_fix(tmp_path, trained, digits):
 
 def test_make_config_defaults(trained):
   config = unlearning.make_config(trained, "fisher_mask")
-  assert config.settings == MethodSettings(ratio=0.04)   # MNIST-like data: R = 0.04
-  assert config.forget_classes == (0,) and config.lr == "compressed"
+  assert config.method == FisherMask(ratio=0.04)   # MNIST-like data: R = 0.04
+  assert config.forget_classes == (0,) and config.method.lr == "compressed"
   assert unlearning.default_ratio("cifar10") == 0.02
   roundtrip = unlearning.UnlearnConfig.from_json(config.to_json())
   assert roundtrip == config
@@ -156,3 +159,21 @@ def test_cli_unlearn(tmp_path, trained, capsys):
               "--workdir", str(tmp_path / "bad")])
   assert e.value.code == 2 and "invalid choice: 'nope' (choose from" in capsys.readouterr().err
   assert not (tmp_path / "bad").exists()
+
+
+def test_a_config_from_before_methods_owned_their_settings_is_refused_by_name(tmp_path,
+                                                                             trained, digits):
+  old = {"checkpoint": trained, "method": "salun", "settings": {"salun_fraction": 0.5},
+         "epochs": None, "lr": "compressed", "batch_size": None, "seed": 0}
+  work = tmp_path / "old"
+  work.mkdir()
+  (work / "config.json").write_text(json.dumps(old))
+  with pytest.raises(ValueError, match=r"config.json cannot be resumed: it was written by "
+                                       r"fmjax before methods owned their settings"):
+    _run(trained, digits, work, "salun", epochs=1)
+  assert sorted(p.name for p in work.iterdir()) == ["config.json"]   # nothing else written
+  with pytest.raises(ValueError, match="this unlearning config.json cannot be read"):
+    unlearning.UnlearnConfig.from_json(old)
+  new = unlearning.make_config(trained, "salun").to_json()
+  assert new["method"]["name"] == "salun" and new["method"]["batch_size"] == 256
+  assert unlearning.UnlearnConfig.from_json(new) == unlearning.make_config(trained, "salun")

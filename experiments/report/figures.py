@@ -203,7 +203,7 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
     means = [mean_of(x[2]) for x in items]
     errs = [sd_of(x[2]) for x in items]
     colors = ["tab:blue" if x[0].method == HIGHLIGHT else
-              ("#8fb3d9" if get_method(x[0].method).family == "paper" else "tab:orange")
+              ("#8fb3d9" if "paper" in get_method(x[0].method).tags else "tab:orange")
               for x in items]
     # Log scale: gaps of a tenth of a point and of tens of points side by side.
     low = [min(e, m - 0.5 * m) for m, e in zip(means, errs, strict=True)]

@@ -11,14 +11,17 @@ taken in score order until their parameters reach R of the conv parameters
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import ClassVar
 
 import jax
 import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, register
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
@@ -35,7 +38,7 @@ def channel_set_means(channel_means, variables, task: UnlearnTask, indices: np.n
 
 
 def activation_scores(model, params, model_state, task: UnlearnTask,
-                      settings: MethodSettings, seed: int) -> dict[str, np.ndarray]:
+                      settings: ActivationMask, seed: int) -> dict[str, np.ndarray]:
   """``{conv path: A_f - A_r}`` per channel."""
   variables = {"params": params, **model_state}
   means = _channels.make_channel_means(model, APPLY_KWARGS, where="post")
@@ -47,11 +50,32 @@ def activation_scores(model, params, model_state, task: UnlearnTask,
   return {k: a_f[k] - a_r[k] for k in a_f}
 
 
-def activation_mask(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def activation_mask(model, params, model_state, task: UnlearnTask, settings: ActivationMask,
                     key: jax.Array) -> Edit:
   start = time.perf_counter()
   seed = subset_seed(key)
   scores = activation_scores(model, params, model_state, task, settings, seed)
   return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
-                                       scores, settings.ratio,
+                                       scores, settings.mask_ratio(),
                                        {"score": time.perf_counter() - start})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ActivationMask(MaskMethod):
+  """The paper's Section 3.2: zero the channels most active on D_f relative to D_r.
+
+  Attributes:
+    score_batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; sums are rescaled to the whole set). None: all.
+  """
+  name: ClassVar[str] = "activation_mask"
+  remain: ClassVar[str] = REMAIN_OPTIONAL
+  tags: ClassVar[tuple[str, ...]] = ("paper",)
+  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1"}
+  score_batch_size: int = 256
+  score_limit: int | None = None
+
+  def edit(self, model, params, model_state, task, key):
+    return activation_mask(model, params, model_state, task, self, key)

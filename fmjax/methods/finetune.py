@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import jax
+import dataclasses
+from typing import ClassVar
 
-from fmjax.task import Edit, MethodSettings, UnlearnTask
-
-
-def no_edit(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
-            key: jax.Array) -> Edit:
-  """The identity edit: the trained model, nothing masked or frozen. The work of the
-  methods that use it is the training that follows (Finetune's shared fine-tuning, or
-  a successor's procedure)."""
-  del model, task, settings, key
-  return Edit(params, model_state, None, {}, {})
+from fmjax.methods.base import FineTuned, register
 
 
-finetune = no_edit
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Finetune(FineTuned):
+  """The paper's baseline: no edit, the shared fine-tuning on D_r (the base's edit)."""
+  name: ClassVar[str] = "finetune"
+  tags: ClassVar[tuple[str, ...]] = ("paper",)

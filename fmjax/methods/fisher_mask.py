@@ -8,17 +8,20 @@ inference mode by :func:`fmjax.fisher.make_fisher_diag`. With no remain data
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 
 from fmjax import masks
 from fmjax.fisher import FisherEstimate, accumulate_fisher_diag, make_fisher_diag
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, register
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 
-def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: MethodSettings,
+def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: FisherMask,
                seed: int, desc: str | None = None) -> FisherEstimate:
   """A set's Fisher sum; on a subset of ``score_limit`` examples it is rescaled
   by ``len(indices) / len(subset)`` to estimate the whole set's sum."""
@@ -31,7 +34,7 @@ def set_fisher(fisher_diag, params, task: UnlearnTask, indices, settings: Method
   return est
 
 
-def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def fisher_mask(model, params, model_state, task: UnlearnTask, settings: FisherMask,
                 key: jax.Array) -> Edit:
   """Scores, masks and returns the masked model (fine-tuning follows)."""
   start = time.perf_counter()
@@ -46,7 +49,7 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodS
                           "Fisher of the remain set")
   jax.block_until_ready(f_remain.total)
   scored = time.perf_counter()
-  mask = masks.fisher_mask(f_forget, f_remain, settings.ratio, weighting=settings.weighting,
+  mask = masks.fisher_mask(f_forget, f_remain, settings.mask_ratio(), weighting=settings.weighting,
                            maskable=settings.maskable)
   new = masks.apply_mask(params, mask)
   jax.block_until_ready(new)
@@ -54,3 +57,32 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: MethodS
   info = {"fisher_path": fd.describe(params, probe).path}
   return Edit(new, model_state, mask, info,
               {"score": scored - start, "mask": time.perf_counter() - scored})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FisherMask(MaskMethod):
+  """The paper's method: zero the top R of ``F_f - F_r``, then the shared fine-tuning.
+
+  Attributes:
+    maskable: which parameters may be zeroed ('all' or 'kernels'; see
+      :mod:`fmjax.masks`).
+    weighting: score weighting, 'sum' (the paper: set sums) or 'mean'.
+    score_batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; sums are rescaled to the whole set). None: all.
+    fisher_chunk: examples per compiled Fisher block.
+  """
+  name: ClassVar[str] = "fisher_mask"
+  remain: ClassVar[str] = REMAIN_OPTIONAL
+  tags: ClassVar[tuple[str, ...]] = ("paper",)
+  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1",
+                                      "fisher_chunk": ">=1"}
+  maskable: Literal["all", "kernels"] = "all"
+  weighting: Literal["sum", "mean"] = "sum"
+  score_batch_size: int = 256
+  score_limit: int | None = None
+  fisher_chunk: int = 128
+
+  def edit(self, model, params, model_state, task, key):
+    return fisher_mask(model, params, model_state, task, self, key)

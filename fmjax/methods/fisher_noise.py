@@ -27,8 +27,10 @@ as in the paper's figures.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +38,8 @@ import numpy as np
 
 from fmjax.fisher import accumulate_fisher_diag, make_fisher_diag
 from fmjax.methods import _channels
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.methods.base import FineTuned, register
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
@@ -83,7 +86,7 @@ def _sample(h, params, key, *, classifier, alpha, forget_classes):
   return jax.tree_util.tree_unflatten(treedef, noisy), var
 
 
-def fisher_noise(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def fisher_noise(model, params, model_state, task: UnlearnTask, settings: FisherNoise,
                  key: jax.Array) -> Edit:
   """Samples the noisy model. Needs the remain set (its Fisher shapes the noise)."""
   start = time.perf_counter()
@@ -99,7 +102,7 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Method
   scored = time.perf_counter()
   classifier = _channels.classifier_path(model, {"params": params, **model_state},
                                          task.image_shape, APPLY_KWARGS)
-  new, var = _sample(h, params, noise_key, classifier=classifier, alpha=settings.noise_alpha,
+  new, var = _sample(h, params, noise_key, classifier=classifier, alpha=settings.alpha,
                      forget_classes=task.forget_classes)
   jax.block_until_ready(new)
   info = {"classifier": "/".join(classifier),
@@ -107,3 +110,30 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Method
                                      for v in jax.tree_util.tree_leaves(var)]))}
   return Edit(new, model_state, None, info,
               {"score": scored - start, "noise": time.perf_counter() - scored})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FisherNoise(FineTuned):
+  """Golatkar et al.'s Fisher noise; no fine-tuning by default (the paper's figures).
+
+  Attributes:
+    alpha: the noise scale alpha (Golatkar et al.'s recipe; the paper's code
+      uses 1e-6).
+    score_batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; sums are rescaled to the whole set). None: all.
+    fisher_chunk: examples per compiled Fisher block.
+  """
+  name: ClassVar[str] = "fisher_noise"
+  tags: ClassVar[tuple[str, ...]] = ("paper",)
+  limits: ClassVar[dict[str, str]] = {"alpha": ">0", "score_batch_size": ">=1",
+                                      "score_limit": ">=1", "fisher_chunk": ">=1"}
+  epochs: int | None = 0
+  alpha: float = 1e-6
+  score_batch_size: int = 256
+  score_limit: int | None = None
+  fisher_chunk: int = 128
+
+  def edit(self, model, params, model_state, task, key):
+    return fisher_noise(model, params, model_state, task, self, key)

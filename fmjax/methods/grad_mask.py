@@ -13,20 +13,23 @@ ActivationMask. Needs no remain data.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import ClassVar
 
 import jax
 import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, register
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
 
 def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
-                               settings: MethodSettings, seed: int) -> dict[str, np.ndarray]:
+                               settings: GradMask, seed: int) -> dict[str, np.ndarray]:
   """``{conv path: B_{D_f}}``, the mean integrated gradient per channel."""
   variables = {"params": params, **model_state}
   layers = _channels.channel_layers(model, variables, task.image_shape, APPLY_KWARGS)
@@ -43,11 +46,34 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
   return out
 
 
-def grad_mask(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def grad_mask(model, params, model_state, task: UnlearnTask, settings: GradMask,
               key: jax.Array) -> Edit:
   start = time.perf_counter()
   seed = subset_seed(key)
   b = integrated_gradient_scores(model, params, model_state, task, settings, seed)
   return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
-                                       {k: -v for k, v in b.items()}, settings.ratio,
+                                       {k: -v for k, v in b.items()}, settings.mask_ratio(),
                                        {"score": time.perf_counter() - start})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GradMask(MaskMethod):
+  """The paper's Section 3.3: zero the channels with the largest integrated gradients on D_f.
+
+  Attributes:
+    score_batch_size: examples per scoring batch.
+    ig_steps: Riemann steps of the integrated gradients.
+    ig_limit: score at most this many forget examples. None: all.
+  """
+  name: ClassVar[str] = "grad_mask"
+  remain: ClassVar[str] = REMAIN_OPTIONAL
+  tags: ClassVar[tuple[str, ...]] = ("paper",)
+  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "ig_steps": ">=1",
+                                      "ig_limit": ">=1"}
+  score_batch_size: int = 256
+  ig_steps: int = 20
+  ig_limit: int | None = None
+
+  def edit(self, model, params, model_state, task, key):
+    return grad_mask(model, params, model_state, task, self, key)

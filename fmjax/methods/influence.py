@@ -11,7 +11,7 @@ full objective (``grad L(w*, D) = 0``), which the tests check.
 
 ``(H + lambda I)^{-1} g_f`` is solved by conjugate gradients from
 Hessian-vector products (forward-over-reverse differentiation, never the
-Hessian itself), on a fixed random subset of ``influence_examples`` examples
+Hessian itself), on a fixed random subset of ``hessian_examples`` examples
 of D_h; BatchNorm runs in inference mode. The Hessian of a deep network is
 indefinite, so ``lambda`` must make ``H + lambda I`` positive enough for CG;
 ``info['cg_residual']`` says how well the system was solved.
@@ -19,8 +19,10 @@ indefinite, so ``lambda`` must make ``H + lambda I`` positive enough for CG;
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +30,8 @@ import numpy as np
 
 from fmjax import sharding
 from fmjax._progress import progress_bar
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.methods.base import FineTuned, register
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 HESSIAN_SETS = ("all", "remain")
 
@@ -91,14 +94,14 @@ def _loss_fn(model, model_state):
   return loss
 
 
-def influence_update(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def influence_update(model, params, model_state, task: UnlearnTask, settings: Influence,
                      seed: int):
   """The Newton step ``delta`` (pytree like params) and facts about the solve."""
-  if settings.influence_hessian not in HESSIAN_SETS:
-    raise ValueError(f"influence_hessian must be one of {HESSIAN_SETS}, got "
-                     f"{settings.influence_hessian!r}.")
-  if not settings.influence_damping >= 0:
-    raise ValueError(f"influence_damping must be >= 0, got {settings.influence_damping}.")
+  if settings.hessian not in HESSIAN_SETS:
+    raise ValueError(f"hessian must be one of {HESSIAN_SETS}, got "
+                     f"{settings.hessian!r}.")
+  if not settings.damping >= 0:
+    raise ValueError(f"damping must be >= 0, got {settings.damping}.")
   loss = _loss_fn(model, model_state)
   grad_sum = jax.jit(jax.grad(loss))
 
@@ -111,15 +114,15 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
     part = grad_sum(params, batch["image"], batch["label"], sharding.example_weight(batch))
     g = part if g is None else jax.tree.map(jnp.add, g, part)
   g = jax.tree.map(lambda x: x / len(task.forget), g)
-  if settings.influence_hessian == "all":
+  if settings.hessian == "all":
     pool = task.forget if task.remain is None else np.concatenate([task.forget, task.remain])
   else:
     pool = task.remain
-  h_set = task.subsample(np.sort(pool), settings.influence_examples, seed)
+  h_set = task.subsample(np.sort(pool), settings.hessian_examples, seed)
   batches = list(task.batches(h_set, settings.score_batch_size))
-  damping = settings.influence_damping
+  damping = settings.damping
 
-  bar = progress_bar(settings.influence_iters, "conjugate gradients (Hessian-vector products)",
+  bar = progress_bar(settings.cg_iters, "conjugate gradients (Hessian-vector products)",
                      task.progress, unit="iteration")
 
   def matvec(v):
@@ -130,7 +133,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
       total = part if total is None else jax.tree.map(jnp.add, total, part)
     return jax.tree.map(lambda t, vi: t / len(h_set) + damping * vi, total, v)
 
-  x, residual, iterations = conjugate_gradient(matvec, g, iters=settings.influence_iters)
+  x, residual, iterations = conjugate_gradient(matvec, g, iters=settings.cg_iters)
   bar.close()
   scale = len(task.forget) / len(pool)
   delta = jax.tree.map(lambda xi: scale * xi, x)
@@ -139,7 +142,7 @@ def influence_update(model, params, model_state, task: UnlearnTask, settings: Me
                  "step_norm": float(jnp.sqrt(_tree_dot(delta, delta)))}
 
 
-def influence(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def influence(model, params, model_state, task: UnlearnTask, settings: Influence,
               key: jax.Array) -> Edit:
   """``w* + delta``; needs remain data for the Hessian set D or D_r."""
   start = time.perf_counter()
@@ -148,3 +151,32 @@ def influence(model, params, model_state, task: UnlearnTask, settings: MethodSet
   new = jax.tree.map(jnp.add, params, delta)
   jax.block_until_ready(new)
   return Edit(new, model_state, None, info, {"score": time.perf_counter() - start})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Influence(FineTuned):
+  """One Newton step with an iterative inverse-Hessian solve; no fine-tuning by default.
+
+  Attributes:
+    damping: lambda added to the mean Hessian's diagonal.
+    cg_iters: conjugate-gradient iterations.
+    hessian_examples: examples of the Hessian estimate (a fixed random subset
+      of the Hessian set).
+    hessian: the Hessian set, 'all' (D, the paper's formula) or 'remain' (D_r:
+      then the update is one exact Newton step on the remain objective).
+    score_batch_size: examples per gradient and Hessian-vector batch.
+  """
+  name: ClassVar[str] = "influence"
+  tags: ClassVar[tuple[str, ...]] = ("paper",)
+  limits: ClassVar[dict[str, str]] = {"damping": ">=0", "cg_iters": ">=1",
+                                      "hessian_examples": ">=1", "score_batch_size": ">=1"}
+  epochs: int | None = 0
+  damping: float = 0.01
+  cg_iters: int = 20
+  hessian_examples: int = 2048
+  hessian: Literal["all", "remain"] = "all"
+  score_batch_size: int = 256
+
+  def edit(self, model, params, model_state, task, key):
+    return influence(model, params, model_state, task, self, key)

@@ -8,7 +8,7 @@ SSD edits the trained weights once, with no training. With importances
   ``beta = min(lambda * I_D / I_Df, 1)``          (Eq. 4),
 
 others stay as they are. Defaults alpha = 10, lambda = 1 (the paper's
-values for ResNet-18 on CIFAR). Two importances (``settings.ssd_importance``):
+values for ResNet-18 on CIFAR). Two importances (``settings.importance``):
 
 ``'batch'`` (the paper's code)
   SSD writes the importance as the diagonal Fisher ``E[(d log p / d theta)^2]``
@@ -45,7 +45,9 @@ inference mode; nothing is fine-tuned afterwards (epochs 0).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +55,9 @@ import numpy as np
 
 from fmjax.fisher import make_fisher_diag
 from fmjax.methods._gradients import batch_mean_grads
+from fmjax.methods.base import FineTuned, register
 from fmjax.methods.fisher_mask import set_fisher
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 
 def ssd_dampen(params, importance_forget, importance_reference, *, alpha: float,
@@ -88,15 +91,15 @@ def batch_importance(model, params, model_state, task: UnlearnTask, indices: np.
   return jax.tree.map(lambda t: t / count, total)
 
 
-def ssd(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def ssd(model, params, model_state, task: UnlearnTask, settings: SSD,
         key: jax.Array) -> Edit:
   """Scores both sets and dampens the selected parameters (no fine-tuning)."""
   start = time.perf_counter()
-  if settings.ssd_importance == "batch":
+  if settings.importance == "batch":
     i_f = batch_importance(model, params, model_state, task, task.forget,
-                           settings.ssd_batch_size, "SSD importance of the forget set")
+                           settings.importance_batch_size, "SSD importance of the forget set")
     full = np.concatenate([task.remain, task.forget])
-    i_ref = batch_importance(model, params, model_state, task, full, settings.ssd_batch_size,
+    i_ref = batch_importance(model, params, model_state, task, full, settings.importance_batch_size,
                              "SSD importance of the training data")
   else:
     seed = subset_seed(key)
@@ -108,12 +111,48 @@ def ssd(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
                        "Fisher of the remain set").mean()
   jax.block_until_ready(i_ref)
   scored = time.perf_counter()
-  new, selected = ssd_dampen(params, i_f, i_ref, alpha=settings.ssd_alpha,
-                             lam=settings.ssd_lambda)
+  new, selected = ssd_dampen(params, i_f, i_ref, alpha=settings.alpha,
+                             lam=settings.dampening)
   jax.block_until_ready(new)
   n_sel = sum(int(s.sum()) for s in jax.tree.leaves(selected))
   n_all = sum(s.size for s in jax.tree.leaves(selected))
-  info = {"importance": settings.ssd_importance, "alpha": settings.ssd_alpha,
-          "lambda": settings.ssd_lambda, "selected_fraction": n_sel / n_all}
+  info = {"importance": settings.importance, "alpha": settings.alpha,
+          "lambda": settings.dampening, "selected_fraction": n_sel / n_all}
   return Edit(new, model_state, None, info,
               {"score": scored - start, "dampen": time.perf_counter() - scored})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SSD(FineTuned):
+  """Selective Synaptic Dampening; no training (its authors' recipe).
+
+  Attributes:
+    alpha: the selection threshold alpha (Eq. 3).
+    dampening: the dampening constant lambda (Eq. 4).
+    importance: 'batch' (SSD's code: squared mini-batch mean gradients) or
+      'fisher' (exact per-example diagonal Fisher; the rule above).
+    importance_batch_size: mini-batch of the batch importance (the code's 128
+      for random forgetting; its full-class scripts use 64).
+    score_batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; sums are rescaled to the whole set). None: all.
+    fisher_chunk: examples per compiled Fisher block.
+  """
+  name: ClassVar[str] = "ssd"
+  tags: ClassVar[tuple[str, ...]] = ("successor",)
+  limits: ClassVar[dict[str, str]] = {"alpha": ">0", "dampening": ">0",
+                                      "importance_batch_size": ">=1",
+                                      "score_batch_size": ">=1", "score_limit": ">=1",
+                                      "fisher_chunk": ">=1"}
+  epochs: int | None = 0
+  alpha: float = 10.0
+  dampening: float = 1.0
+  importance: Literal["batch", "fisher"] = "batch"
+  importance_batch_size: int = 128
+  score_batch_size: int = 256
+  score_limit: int | None = None
+  fisher_chunk: int = 128
+
+  def edit(self, model, params, model_state, task, key):
+    return ssd(model, params, model_state, task, self, key)

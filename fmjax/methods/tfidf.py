@@ -26,14 +26,17 @@ ActivationMask. Class removal only; it needs examples of the other classes
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import ClassVar
 
 import jax
 import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.task import Edit, MethodSettings, UnlearnTask, subset_seed
+from fmjax.methods.base import MaskMethod, register
+from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
 
@@ -73,7 +76,7 @@ def class_channel_means(model, params, model_state, task: UnlearnTask, indices: 
   return {k: v / safe for k, v in sums.items()}
 
 
-def tfidf(model, params, model_state, task: UnlearnTask, settings: MethodSettings,
+def tfidf(model, params, model_state, task: UnlearnTask, settings: TFIDF,
           key: jax.Array) -> Edit:
   start = time.perf_counter()
   seed = subset_seed(key)
@@ -82,5 +85,26 @@ def tfidf(model, params, model_state, task: UnlearnTask, settings: MethodSetting
   a = class_channel_means(model, params, model_state, task, indices, settings.score_batch_size)
   scores = {k: tfidf_scores(v, task.forget_classes) for k, v in a.items()}
   return _channels.masked_channels_edit(model, params, model_state, task.image_shape,
-                                       scores, settings.ratio,
+                                       scores, settings.mask_ratio(),
                                        {"score": time.perf_counter() - start})
+
+
+@register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TFIDF(MaskMethod):
+  """Wang et al.'s class-discriminative channel pruning (class removal only).
+
+  Attributes:
+    score_batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; sums are rescaled to the whole set). None: all.
+  """
+  name: ClassVar[str] = "tfidf"
+  classes_only: ClassVar[bool] = True
+  tags: ClassVar[tuple[str, ...]] = ("paper",)
+  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1"}
+  score_batch_size: int = 256
+  score_limit: int | None = None
+
+  def edit(self, model, params, model_state, task, key):
+    return tfidf(model, params, model_state, task, self, key)

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fmjax import _checks, checkpoints, data, finetuning, readouts, sharding, training
-from fmjax.methods import METHODS, REMAIN_REQUIRED, UnlearnTask, get_method
+from fmjax.methods import REMAIN_REQUIRED, FineTuned, Method, UnlearnTask, registry
 from fmjax.procedures import Budget, Procedure
-from fmjax.run.config import UnlearnConfig
+from fmjax.run.config import LEGACY_FIX, UnlearnConfig, is_legacy, with_defaults
 from fmjax.runner import Runner, steps_per_epoch
 from fmjax.steps import TrainState
 
@@ -65,13 +65,14 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
 
 
 def run_epochs(config: UnlearnConfig, train_cfg: training.TrainConfig) -> int:
-  """T for this run: the config's epochs, else the method's default."""
-  method = get_method(config.method)
-  if config.epochs is not None:
-    if config.epochs < 0:
-      raise ValueError(f"epochs must be >= 0, got {config.epochs}.")
-    return config.epochs
-  return train_cfg.epochs if method.epochs is None else method.epochs
+  """T for this run: the method's epochs (None: the original training's)."""
+  epochs = config.method.epochs
+  return train_cfg.epochs if epochs is None else epochs
+
+
+def shares_finetuning(method: Method) -> bool:
+  """Whether the method's training is the paper's shared fine-tuning (FineTuned's own)."""
+  return isinstance(method, FineTuned) and type(method).procedure is FineTuned.procedure
 
 
 def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
@@ -79,25 +80,24 @@ def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
   """Refuses a method that cannot serve the requested setting, saying why: its edit
   needs remain data, or ``procedure`` (its own, or the shared fine-tuning) trains on
   it, and the run has none."""
-  method = get_method(config.method)
+  method = config.method
+  known = registry()
   if method.classes_only and task.setting != "class":
     what = "outliers" if task.setting == "outliers" else "a random subset"
     raise ValueError(f"{method.name} removes whole classes only (it compares classes); it "
                      f"cannot forget {what}. Methods that can: "
-                     f"{', '.join(m for m, s in METHODS.items() if not s.classes_only)}.")
+                     f"{', '.join(m for m, c in known.items() if not c.classes_only)}.")
   if task.remain is None:
     if method.remain == REMAIN_REQUIRED:
       raise ValueError(f"{method.name} needs remain data and the run has none (no_remain); "
                        "methods that score from the forget set alone: "
-                       f"{', '.join(m for m, s in METHODS.items() if s.remain != REMAIN_REQUIRED)}"
+                       f"{', '.join(m for m, c in known.items() if c.remain != REMAIN_REQUIRED)}"
                        ".")
     if epochs > 0 and "remain" in procedure.streams:
-      what = ("fine-tuning needs" if method.procedure is None
+      what = ("fine-tuning needs" if shares_finetuning(method)
               else f"{method.name}'s procedure trains on")
       raise ValueError(f"{what} remain data and the run has none (no_remain); set "
                        f"epochs=0 (--epochs 0) to evaluate {method.name}'s edit alone.")
-  if config.freeze_mask and not method.masks:
-    raise ValueError(f"freeze_mask applies to masking methods; {method.name} masks nothing.")
 
 
 def check_finite_state(state) -> None:
@@ -132,18 +132,18 @@ class RunContext:
   @property
   def own_procedure(self) -> bool:
     """The method brings its own training (its edit's ``freeze`` is checkpointed)."""
-    return self.method.procedure is not None
+    return not shares_finetuning(self.method)
 
   def say(self, message: str) -> None:
     if self.progress is not False:
-      print(f"[{self.config.method}] {message}", file=sys.stderr, flush=True)
+      print(f"[{self.config.method.name}] {message}", file=sys.stderr, flush=True)
 
   def runner(self, mask: Any, freeze: Any = None) -> Runner:
     """The epoch loop's runner of this run's procedure: a method's own freezes
     ``freeze`` (the entries its edit froze), the shared fine-tuning freezes ``mask``
     when the config asks for it."""
     if not self.own_procedure:
-      freeze = mask if self.config.freeze_mask else None
+      freeze = mask if getattr(self.method, "freeze_mask", False) else None
     teacher = ((self.trained.params, self.trained.model_state) if self.procedure.teacher
                else None)
     return Runner(self.model, self.procedure, self.images_dev, self.labels_dev,
@@ -170,7 +170,6 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   the original model are replicated on them once, here. ``device_data``, a
   dict shared by several runs (:func:`unlearn_many`), holds one device copy of
   each training run's images and labels for all of them."""
-  method = get_method(config.method)
   if pathlib.Path(workdir).resolve() == pathlib.Path(config.checkpoint).resolve():
     raise ValueError(f"--workdir {workdir} is the training run's own directory; give the "
                      "unlearning run a directory of its own (the trained model stays as it "
@@ -178,14 +177,17 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                        dataset=dataset,
                                                        allow_partial=allow_partial)
+  config = dataclasses.replace(config, method=with_defaults(config.method, train_cfg.dataset))
+  method = config.method
   mesh = sharding.mesh_or_none(devices)
   trained = sharding.replicate(trained, mesh)
   task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
   epochs = run_epochs(config, train_cfg)
-  batch_size = config.batch_size or train_cfg.batch_size
-  procedure = procedure_for(config, method, train_cfg, task, epochs, batch_size)
+  batch_size = method.batch_size or train_cfg.batch_size
+  procedure = procedure_for(method, train_cfg, task, epochs)
   check_setting(config, task, epochs, procedure)
-  workdir = checkpoints.claim_workdir(workdir, config.to_json())
+  workdir = checkpoints.claim_workdir(workdir, config.to_json(), refuse=lambda old: (
+      LEGACY_FIX if is_legacy(old) else None))
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
                                  mia=config.mia, seed=config.seed)
   no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),
@@ -199,18 +201,29 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
               checkpoints.Checkpoints(workdir), progress, mesh)
 
 
-def procedure_for(config: UnlearnConfig, method: Any, train_cfg: training.TrainConfig,
-               task: UnlearnTask, epochs: int, batch_size: int) -> Procedure:
-  """The run's training: the method's own procedure at its rate (the config's constant
-  rate when given), or the shared fine-tuning on D_r at the compressed (Retrain: the
-  original) schedule or the config's constant rate."""
-  sgd = {"momentum": train_cfg.momentum, "weight_decay": train_cfg.weight_decay}
-  if method.procedure is not None:
-    rate = method.lr if config.lr == "compressed" else float(config.lr)
-    return method.procedure(task, config.settings, Budget(epochs, rate, batch_size, **sgd))
-  stream = task.remain if task.remain is not None else task.forget   # epochs 0 when none
-  spe = steps_per_epoch(len(stream), batch_size)
-  mode = "original" if method.schedule == "original" else config.lr
-  lr = finetuning.finetune_schedule(train_cfg.schedule, mode, steps_per_epoch=spe,
-                                    compress_epochs=config.compress_epochs)
-  return finetuning.finetune_procedure(lr, batch_size=batch_size, **sgd)
+def budget_for(method: Method, train_cfg: training.TrainConfig, task: UnlearnTask,
+               epochs: int) -> Budget:
+  """The method's recipe resolved against the original training: None takes the
+  original's batch, momentum or weight decay; a shared fine-tuning's rate becomes its
+  schedule (compressed, original or constant) over the remain stream's steps."""
+  batch_size = method.batch_size or train_cfg.batch_size
+  momentum = train_cfg.momentum if method.momentum is None else method.momentum
+  decay = train_cfg.weight_decay if method.weight_decay is None else method.weight_decay
+  lr = method.lr
+  if shares_finetuning(method):
+    stream = task.remain if task.remain is not None else task.forget   # epochs 0 when none
+    lr = finetuning.finetune_schedule(train_cfg.schedule, method.lr,
+                                      steps_per_epoch=steps_per_epoch(len(stream), batch_size),
+                                      compress_epochs=method.compress_epochs)
+  elif isinstance(lr, str):
+    raise ValueError(f"lr {lr!r} replays the original schedule over the shared fine-tuning's "
+                     f"steps; {method.name} trains with its own procedure: give it a constant "
+                     "rate (--lr 0.01).")
+  return Budget(epochs, lr, batch_size, momentum=momentum, weight_decay=decay)
+
+
+def procedure_for(method: Method, train_cfg: training.TrainConfig, task: UnlearnTask,
+                  epochs: int) -> Procedure:
+  """The run's training: the method's procedure at its recipe, resolved
+  (:func:`budget_for`)."""
+  return method.procedure(task, budget_for(method, train_cfg, task, epochs))

@@ -1,21 +1,33 @@
-"""An unlearning run's settings: :class:`UnlearnConfig`, its paper defaults, its setting."""
+"""An unlearning run's settings: :class:`UnlearnConfig` (the run's and its method's), the
+defaults that depend on the data, the forget setting it asks for."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from fmjax import _checks, data, training
-from fmjax.methods import MethodSettings, get_method
+from fmjax.methods import MaskMethod, Method, field_names, from_json, get_method, make
 
 
 def default_ratio(dataset: str) -> float:
   """The paper's mask ratio: 0.02 on CIFAR-10/100, 0.04 on MNIST-like data and Tiny-ImageNet."""
   return 0.02 if data.DATASETS[dataset].family == "cifar" else 0.04
+
+
+LEGACY_FIX = ("it was written by fmjax before methods owned their settings (the method as "
+              "a name, its settings in a 'settings' block); this version cannot resume or "
+              "extend that run: give this one a new --workdir, or rerun the old one with the "
+              "fmjax release that wrote it.")
+
+
+def is_legacy(raw: dict) -> bool:
+  """Whether a ``config.json`` holds the layout before methods owned their settings."""
+  return isinstance(raw.get("method"), str) or "settings" in raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,27 +36,18 @@ class UnlearnConfig:
 
   Attributes:
     checkpoint: the training run's work directory (the original model).
-    method: a name in :data:`fmjax.methods.METHODS`.
+    method: the method with ALL its settings, its training recipe included (a
+      :class:`fmjax.methods.Method`; a name is its defaults).
     forget_classes: the classes to remove; None = the outliers the training
       run was given (``noise_fraction``), the outlier-deletion setting, or
       the random subset of ``forget_random``.
     forget_random: forget this fraction of the training set, drawn uniformly
       across classes with the run's seed (the protocol's random-subset
       forgetting; 0.1 in its tables). Needs ``forget_classes=None``.
-    settings: the methods' hyper-parameters (mask ratio etc.).
-    epochs: fine-tuning epochs T; None = the method's default (30; 0 for
-      fisher_noise, influence and ssd; the original epochs for retrain; the
-      published epochs of a method with its own procedure).
-    compress_epochs: S, the epochs the original schedule is replayed in.
-    lr: 'compressed' (the paper; for a method with its own procedure, its
-      published constant rate), or a constant rate (the ablation; the
-      procedure's rate).
-    batch_size: fine-tuning batch; None = the training batch size.
-    freeze_mask: keep masked weights at zero during fine-tuning.
     remain_limit: K: methods see only K random remain examples, for scoring
       and for fine-tuning (Section 4.3). None: all of D_r.
     no_remain: methods see no remain data at all (forget data only).
-    seed: seeds the edit's key, data subsets and fine-tuning order.
+    seed: seeds the edit's key, data subsets and training order.
     eval_limit: remain/forget training examples evaluated per readout.
     mia: membership-inference readout.
     relearn_epochs: max epochs of the relearn readout (0: skip it).
@@ -52,15 +55,9 @@ class UnlearnConfig:
       original model's forget-set loss.
   """
   checkpoint: str
-  method: str
+  method: Method
   forget_classes: tuple[int, ...] | None = (0,)
   forget_random: float | None = None
-  settings: MethodSettings = MethodSettings()
-  epochs: int | None = None
-  compress_epochs: float = 5.0
-  lr: Literal["compressed"] | float = "compressed"
-  batch_size: int | None = None
-  freeze_mask: bool = False
   remain_limit: int | None = None
   no_remain: bool = False
   seed: int = 0
@@ -70,8 +67,12 @@ class UnlearnConfig:
   relearn_threshold: float | None = None
 
   def __post_init__(self):
-    _checks.check_fields(self, {"epochs": ">=0", "compress_epochs": ">0", "batch_size": ">=1",
-                                "remain_limit": ">=1", "eval_limit": ">=1",
+    if isinstance(self.method, str):
+      object.__setattr__(self, "method", get_method(self.method)())
+    if not isinstance(self.method, Method):
+      raise ValueError(f"method must be a method name or a fmjax.methods.Method, got "
+                       f"{self.method!r}.")
+    _checks.check_fields(self, {"remain_limit": ">=1", "eval_limit": ">=1",
                                 "relearn_epochs": ">=0", "relearn_threshold": ">0"})
     if self.forget_random is not None:
       if not (isinstance(self.forget_random, int | float) and 0 < self.forget_random < 1):
@@ -81,55 +82,73 @@ class UnlearnConfig:
         raise ValueError(f"forget_random={self.forget_random} and forget_classes="
                          f"{list(self.forget_classes)} both name a forget set; give one (with "
                          "forget_random, set forget_classes=None).")
-    if not (self.lr == "compressed" or (isinstance(self.lr, int | float)
-                                         and not isinstance(self.lr, bool) and self.lr > 0)):
-      raise ValueError(f"lr (--lr) must be 'compressed' or a rate > 0, got {self.lr!r}.")
-    _checks.check_fields(self.settings, {
-        "ratio": "(0,1]", "score_batch_size": ">=1", "score_limit": ">=1", "ig_steps": ">=1",
-        "ig_limit": ">=1", "noise_alpha": ">0", "influence_damping": ">=0",
-        "influence_iters": ">=1", "influence_examples": ">=1", "fisher_chunk": ">=1",
-        "ssd_alpha": ">0", "ssd_lambda": ">0", "ssd_batch_size": ">=1",
-        "salun_fraction": "(0,1]", "scrub_temperature": ">0", "scrub_kl_weight": ">=0",
-        "scrub_ce_weight": ">=0", "scrub_max_epochs": ">=0", "scrub_forget_batch_size": ">=1",
-        "l1_gamma": ">=0", "neggrad_beta": "[0,1]", "neggrad_forget_batch_size": ">=1"})
 
   def to_json(self) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+    raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    raw["method"] = self.method.to_json()
+    return json.loads(json.dumps(raw, default=list))
 
   @classmethod
   def from_json(cls, raw: dict) -> UnlearnConfig:
+    if is_legacy(raw):
+      raise ValueError(f"this unlearning config.json cannot be read: {LEGACY_FIX}")
     raw = dict(raw)
-    raw["settings"] = MethodSettings(**raw.get("settings", {}))
+    raw["method"] = from_json(raw["method"])
     if raw.get("forget_classes") is not None:
       raw["forget_classes"] = tuple(raw["forget_classes"])
     return cls(**raw)
 
 
-def make_config(checkpoint: str, method: str, *, ratio: float | None = None,
-                **overrides: Any) -> UnlearnConfig:
-  """An :class:`UnlearnConfig` with the paper's defaults for the checkpoint's dataset.
+def config_fields() -> frozenset[str]:
+  """The run's own settings (every field but the checkpoint and the method)."""
+  return frozenset(f.name for f in dataclasses.fields(UnlearnConfig)) - {"checkpoint",
+                                                                          "method"}
 
-  ``ratio`` None takes :func:`default_ratio`; other :class:`MethodSettings`
-  fields may be passed by name; None values keep defaults.
+
+def with_defaults(method: Method, dataset: str) -> Method:
+  """``method`` with the defaults that depend on the data filled in (a mask ratio None
+  becomes the paper's for ``dataset``)."""
+  if isinstance(method, MaskMethod) and method.ratio is None:
+    return dataclasses.replace(method, ratio=default_ratio(dataset))
+  return method
+
+
+def for_method(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+  """The ``overrides`` that apply to method ``name``: the run's own settings and the
+  method's fields (what a setting shared by many methods, e.g. ``score_limit``, keeps
+  for one of them). A name neither has is dropped."""
+  keep = config_fields() | field_names(name)
+  return {k: v for k, v in overrides.items() if k in keep}
+
+
+def make_config(checkpoint: str, method: str | Method, **overrides: Any) -> UnlearnConfig:
+  """An :class:`UnlearnConfig` with the defaults for the checkpoint's dataset.
+
+  ``method`` is a name (its defaults) or a :class:`fmjax.methods.Method`;
+  ``overrides`` are the run's settings and the method's fields by name (None keeps
+  a default). The mask ratio, when not given, is the paper's for the dataset.
+
+  Raises:
+    ValueError: a setting neither the run nor the method has (both are listed).
   """
-  get_method(method)
-  setting_names = {f.name for f in dataclasses.fields(MethodSettings)}
-  setting_over = {k: overrides.pop(k) for k in list(overrides) if k in setting_names}
-  train_cfg = training.read_config(checkpoint)
-  ratio = default_ratio(train_cfg.dataset) if ratio is None else ratio
-  settings = MethodSettings(ratio=ratio, **{k: v for k, v in setting_over.items()
-                                            if v is not None})
-  unknown = set(overrides) - {f.name for f in dataclasses.fields(UnlearnConfig)}
+  name = method if isinstance(method, str) else method.name
+  get_method(name)
+  own = field_names(name)
+  given = {k: v for k, v in overrides.items() if v is not None or k == "forget_classes"}
+  unknown = sorted(set(given) - own - config_fields())
   if unknown:
-    raise ValueError(f"unknown unlearning settings {sorted(unknown)}.")
-  values = {k: v for k, v in overrides.items() if v is not None or k == "forget_classes"}
-  if values.get("forget_random") is not None and "forget_classes" not in values:
-    values["forget_classes"] = None   # the random subset replaces the default class 0
-  if "forget_classes" in values and values["forget_classes"] is not None:
-    values["forget_classes"] = tuple(int(c) for c in np.atleast_1d(values["forget_classes"]))
+    raise ValueError(f"unknown setting(s) {unknown} for {name}; its settings: "
+                     f"{', '.join(sorted(own))}; the run's: {', '.join(sorted(config_fields()))}.")
+  settings = {k: given.pop(k) for k in list(given) if k in own}
+  method = (make(name, **settings) if isinstance(method, str)
+            else dataclasses.replace(method, **settings))
+  method = with_defaults(method, training.read_config(checkpoint).dataset)
+  if given.get("forget_random") is not None and "forget_classes" not in given:
+    given["forget_classes"] = None   # the random subset replaces the default class 0
+  if "forget_classes" in given and given["forget_classes"] is not None:
+    given["forget_classes"] = tuple(int(c) for c in np.atleast_1d(given["forget_classes"]))
   # runs/x/ and runs/x are one training run: the config must not tell them apart.
-  return UnlearnConfig(checkpoint=os.path.normpath(str(checkpoint)), method=method,
-                       settings=settings, **values)
+  return UnlearnConfig(checkpoint=os.path.normpath(str(checkpoint)), method=method, **given)
 
 
 def config_setting(config: UnlearnConfig) -> str:

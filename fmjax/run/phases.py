@@ -54,8 +54,8 @@ def edit_phase(run: RunContext) -> tuple[TrainState, Any, Any, list[dict]]:
               "seconds": {"evaluate": time.perf_counter() - start}}]
   run.say(f"original: {record_line(original)}")
   key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  edit = run.method.fn(run.model, run.trained.params, run.trained.model_state, run.task,
-                       config.settings, key)
+  edit = run.method.edit(run.model, run.trained.params, run.trained.model_state, run.task,
+                         key)
   mask = edit.mask if edit.mask is not None else run.no_mask
   # On the run's devices once: fine-tuning and every checkpoint use them as they are.
   mask, freeze = sharding.replicate((mask, edit.freeze), run.mesh)
@@ -112,7 +112,7 @@ def finetune_phase(run: RunContext, state: TrainState, mask: Any, freeze: Any, f
     return state
   ft = run.runner(mask, freeze)
   for epoch in range(first, last + 1):
-    bar = progress_bar(ft.steps(epoch), f"{run.config.method} {epoch}/{run.epochs}",
+    bar = progress_bar(ft.steps(epoch), f"{run.config.method.name} {epoch}/{run.epochs}",
                        run.progress)
     start = time.perf_counter()
     state, m = ft.epoch(state, epoch, on_step=lambda m, bar=bar: bar.update(1))
@@ -150,7 +150,7 @@ def stacked_finetune_phase(units: list[Unit], first: int, last: int) -> None:
   lead = units[0].run
   for epoch in range(first, last + 1):
     bar = progress_bar(stacked.steps(epoch),
-                       f"{len(units)} units ({', '.join(u.run.config.method for u in units)}) "
+                       f"{len(units)} units ({', '.join(u.run.config.method.name for u in units)}) "
                        f"{epoch}/{lead.epochs}", lead.progress)
     start = time.perf_counter()
     states, ms = stacked.epoch([u.state for u in units], epoch,

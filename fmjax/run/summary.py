@@ -30,7 +30,7 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
   for r in records:
     for k, v in r.get("seconds", {}).items():
       seconds[k] = seconds.get(k, 0.0) + v
-  out = {"method": config.method, "seed": config.seed, "epochs": len(by_phase["finetune"]),
+  out = {"method": config.method.name, "seed": config.seed, "epochs": len(by_phase["finetune"]),
          "original": {k: v for k, v in by_phase["original"][0].items()
                       if k not in ("phase", "epoch", "seconds")},
          "mask_only": {k: v for k, v in curve[0].items()
