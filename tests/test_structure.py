@@ -75,3 +75,60 @@ def test_modules_and_functions_are_small_and_private_names_stay_private():
 ])
 def test_the_checker_catches_each_kind(code, expected):
   assert any(expected in v for v in _violations("probe.py", code))
+
+
+# The layers of fmjax, lowest first. A module imports only from its own layer and those
+# below it; the package's __init__ (its public face) and the command line sit on top.
+LAYERS = (
+    ("helpers", ("_checks", "_compiled", "_faults", "_fields", "_progress", "xla_flags")),
+    ("parallel", ("sharding", "distributed")),
+    ("core", ("data", "models", "schedules", "masks", "fisher", "steps", "evaluation",
+              "checkpoints")),
+    ("training", ("procedures", "runner", "finetuning", "training")),
+    ("unlearn", ("task", "readouts", "methods")),
+    ("run", ("run", "unlearning")),
+    ("entry", ("__init__", "__main__")),
+)
+
+
+def _layer_of(module: str) -> int:
+  for i, (_, names) in enumerate(LAYERS):
+    if module in names:
+      return i
+  raise AssertionError(f"fmjax.{module} is in no layer of tests/test_structure.py:LAYERS")
+
+
+def _fmjax_imports(src: str) -> set[str]:
+  """The top-level fmjax modules ``src`` imports (``fmjax.methods.base`` -> 'methods')."""
+  out = set()
+  for node in ast.walk(ast.parse(src)):
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+        node.module == "fmjax" or node.module.startswith("fmjax.")):
+      parts = node.module.split(".")
+      out |= {a.name for a in node.names} if len(parts) == 1 else {parts[1]}
+    elif isinstance(node, ast.Import):
+      out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fmjax.")}
+  return out
+
+
+def _upward_imports(module: str, src: str) -> list[str]:
+  mine = _layer_of(module)
+  return [f"fmjax.{module} ({LAYERS[mine][0]}) imports fmjax.{dep} ({LAYERS[_layer_of(dep)][0]})"
+          for dep in sorted(_fmjax_imports(src) - {module}) if _layer_of(dep) > mine]
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+  bad = []
+  for path in sorted((ROOT / "fmjax").rglob("*.py")):
+    rel = path.relative_to(ROOT / "fmjax").parts
+    module = rel[0].removesuffix(".py")
+    bad += _upward_imports(module, path.read_text())
+  assert not bad, "\n".join(bad)
+
+
+def test_the_layer_check_fires_on_an_upward_import():
+  assert _upward_imports("masks", "from fmjax.methods import base\n") == [
+      "fmjax.masks (core) imports fmjax.methods (unlearn)"]
+  assert _upward_imports("steps", "import fmjax.run.build\n") == [
+      "fmjax.steps (core) imports fmjax.run (run)"]
+  assert _upward_imports("methods", "from fmjax import masks, procedures\n") == []
