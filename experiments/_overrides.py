@@ -9,8 +9,8 @@ Keys:
   applied to every unit, or a method's field (its settings and recipe),
   applied to every unit whose method has it (``unlearn.score_limit=200``
   reaches every scoring method). An ``unlearn.epochs`` override leaves alone
-  the units whose method does not train by default (FisherNoise, Influence,
-  SSD), as the paper draws them;
+  the units drawn without training (0 epochs: FisherNoise, Influence, SSD by
+  default, a mask-only unit), as the paper draws them;
 * ``unlearn.<method>.<field>`` -- a field of one method, applied to its units
   only (``unlearn.salun.batch_size=128``).
 
@@ -111,10 +111,10 @@ def apply(exp: Experiment, overrides: dict[str, Any], *, strict: bool = True) ->
         continue
       if name not in unlearning.for_method(unit.method, {name: value}):
         continue
-      if (name == "epochs" and not method and "epochs" not in unit.unlearn
-          and not methods.defaults(unit.method).trains):
+      if name == "epochs" and not method and unit.unlearn.get(
+          "epochs", methods.defaults(unit.method).epochs) == 0:
         used.add(key)
-        continue   # FisherNoise, Influence, SSD: drawn without training
+        continue   # drawn without training (FisherNoise, Influence, SSD, a mask-only unit)
       over[name] = value
       used.add(key)
     units.append(dataclasses.replace(unit, unlearn={**unit.unlearn, **over}))

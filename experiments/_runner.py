@@ -22,6 +22,8 @@ from typing import Any
 from experiments._spec import Experiment, slug
 from fmjax import checkpoints, data, training, unlearning
 
+PRESENTATION = ("title", "tables", "figure", "rows")
+
 
 def original_dir(root: pathlib.Path, key: str) -> pathlib.Path:
   return root / "originals" / slug(key)
@@ -57,7 +59,10 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
                      f"{units_per_program!r}.")
   for orig in exp.originals.values():   # bad settings are refused before anything is written
     training.default_config(orig.dataset, orig.model, **dict(orig.train))
-  root = checkpoints.claim_workdir(workdir, exp.to_json())
+  # What the report shows (its title, tables, figure) may change between invocations; what
+  # the units compute may not.
+  root = checkpoints.claim_workdir(workdir, exp.to_json(), ignore=PRESENTATION)
+  checkpoints.write_json(root / "config.json", exp.to_json())
   say = (lambda msg: None) if progress is False else (
       lambda msg: print(msg, file=sys.stderr, flush=True))
   datasets: dict[str, data.Dataset] = {}

@@ -65,7 +65,7 @@ class Experiment:
       their training config; the seeds vary the edit's key, the fine-tuning
       order and the data subsets).
     tables: report tables: any of 'final', 'mask_only', 'outliers',
-      'volatility', 'seconds', 'protocol' (every report ends with the
+      'volatility', 'seconds', 'protocol', 'recipes' (every report ends with the
       protocol table when this does not name it).
     figure: 'curves' (forget row and remain row, one panel per setting),
       'protocol' (the average gap to Retrain per method and setting) or None.

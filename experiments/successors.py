@@ -92,6 +92,6 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
       name="successors",
       title=f"FisherMask and its successors under the unlearning protocol: {dataset}, {model}",
       originals={"main": Original(dataset, model, train)}, units=tuple(all_units),
-      seeds=tuple(seeds), tables=("protocol", "seconds"), figure="protocol")
+      seeds=tuple(seeds), tables=("protocol", "recipes", "seconds"), figure="protocol")
   exp = sweep_lr(exp, (({} if small else LR_GRID) if lr_grid is None else lr_grid))
   return shrink(exp) if small else exp

@@ -159,11 +159,34 @@ class TestOverrides:
     saved = Experiment.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
     assert saved.seeds == (1,) and all(u.unlearn.get("ratio") == (
         0.08 if u.method in MASKS else None) for u in saved.units)
+    # The report's presentation may change on a finished run (nothing recomputed); what its
+    # units compute may not.
+    import dataclasses
+    outcome = _runner.run(dataclasses.replace(saved, title="renamed", tables=("final",)),
+                          tmp_path / "run", progress=False)
+    assert outcome["ran"] == [] and len(outcome["skipped"]) == len(saved.units)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["title"] == "renamed" and stored["tables"] == ["final"]
+    with pytest.raises(ValueError, match="different config"):
+      _runner.run(dataclasses.replace(saved, seeds=(2,)), tmp_path / "run", progress=False)
     code = run.main(["mask_only", "--small", "--workdir", str(tmp_path / "none"), "--quiet",
                      "--set", "unlearn.fraction=0.3"])
     assert code == 2 and ("--set unlearn.fraction: no unit of mask_only has that setting"
                           in capsys.readouterr().err)
     assert not (tmp_path / "none").exists()
+
+  def test_the_smoke_form_is_the_cheap_settings_as_overrides(self):
+    from experiments import _overrides, _spec, limited_remain
+    exp = _overrides.apply(limited_remain.get_config(), _overrides.parse(_spec.SMOKE),
+                           strict=False)   # no grad_mask here: ig_steps reaches no unit
+    assert exp.originals["main"].train == {"epochs": 1, "train_limit": 320}
+    assert exp.seeds == (0,)
+    for unit in exp.units:
+      assert unit.unlearn["eval_limit"] == _spec.CHEAP_UNLEARN["eval_limit"]
+      assert unit.unlearn["epochs"] == (0 if unit.setting == "forget only" else 1)
+      assert "ig_steps" not in unit.unlearn
+    with pytest.raises(ValueError, match="no unit of limited_remain has that setting"):
+      _overrides.apply(limited_remain.get_config(), _overrides.parse(_spec.SMOKE))
 
   def test_a_method_scoped_override_reaches_that_method_only(self):
     from experiments import _overrides, successors
@@ -227,3 +250,25 @@ class TestLrGrid:
     assert "salun lr=0.1 " not in main and "| s | ssd | 0.00 |" in main
     assert "| 50.00 |" in main and "| s | salun lr=0.1 | 100.00 | 50.00 | 40.00 | 100.00 | 20.00" \
         in sweep
+
+
+def test_the_recipe_table_resolves_what_a_method_leaves_to_the_original():
+  from experiments.report import load, tables
+  trained = {"epochs": 5, "lr": 0.01, "batch_size": 128, "momentum": 0.9,
+             "weight_decay": 5e-4}
+  salun = {"name": "salun", "epochs": 5, "lr": 0.013, "batch_size": 256, "momentum": 0.9,
+           "weight_decay": 5e-4, "fraction": 0.5, "score_batch_size": 256}
+  fisher = {"name": "fisher_mask", "epochs": 5, "lr": "compressed", "compress_epochs": 5.0,
+            "batch_size": None, "momentum": None, "weight_decay": None}
+  retrain = {**fisher, "name": "retrain", "epochs": None, "lr": "original"}
+  results = [load.UnitResult(Unit("class 0", m["name"], m["name"]), 0, [], None,
+                             {"method": m}, trained) for m in (salun, fisher, retrain)]
+  results.append(load.UnitResult(Unit("class 0", "pending", "finetune"), 0, [], None))
+  exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")},
+                   tuple(r.unit for r in results))
+  text = tables.recipe_table(exp, results)
+  assert "| class 0 | salun | 5 | 0.013 | 256 | 0.9 | 0.0005 |" in text
+  assert ("| class 0 | fisher_mask | 5 | original schedule in 5 epochs | 128 (original's) | "
+          "0.9 (original's) | 0.0005 (original's) |") in text
+  assert "| class 0 | retrain | 5 | original schedule (0.01) | 128 (original's) |" in text
+  assert "pending" not in text

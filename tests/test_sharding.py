@@ -105,10 +105,11 @@ UNLEARN_SCRIPT = textwrap.dedent('''
       for n in (1, 2, 8):
         cfg = unlearning.make_config(
             f"{tmp}/train", method, epochs=2, relearn_epochs=1, eval_limit=300, batch_size=37,
-            score_batch_size=37, fisher_chunk=16, hessian_examples=64, cg_iters=3,
-            ig_steps=3, ig_limit=40,
-            # SalUn's published 0.1 throws this small model into chaos (random labels): a
-            # run at a well-conditioned rate checks the arithmetic, not the chaos.
+            **unlearning.for_method(method, dict(
+                score_batch_size=37, fisher_chunk=16, hessian_examples=64, cg_iters=3,
+                ig_steps=3, ig_limit=40)),
+            # Random labels at a large rate throw this small model into chaos: a run at a
+            # well-conditioned rate checks the arithmetic, not the chaos.
             lr=0.01 if method == "salun" else None)
         res = unlearning.unlearn(cfg, f"{tmp}/{method}-{n}", dataset=ds, progress=False,
                                  devices=n)

@@ -9,7 +9,7 @@ import pathlib
 from collections import defaultdict
 from collections.abc import Sequence
 
-from experiments._runner import finished_summary, unit_dir
+from experiments._runner import finished_summary, original_dir, unit_dir
 from experiments._spec import Experiment, Unit
 from fmjax import checkpoints
 
@@ -20,6 +20,8 @@ class UnitResult:
   seed: int
   records: list[dict]
   summary: dict | None   # None: not finished
+  config: dict | None = None   # the unit's config.json (None: not started)
+  trained: dict | None = None   # its original's training config.json
 
 
 def load_experiment(root: str | pathlib.Path) -> Experiment:
@@ -39,14 +41,22 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
   """The experiment and every unit's records (finished or not)."""
   root = pathlib.Path(root)
   exp = load_experiment(root)
+  trained = {key: _json_or_none(original_dir(root, key) / "config.json")
+             for key in exp.originals}
   out = []
   for seed in exp.seeds:
     for unit in exp.units:
       d = unit_dir(root, unit.setting, unit.line, seed)
       records = checkpoints.read_metrics(d)
       summary = finished_summary(d)
-      out.append(UnitResult(unit, seed, records, summary))
+      out.append(UnitResult(unit, seed, records, summary, _json_or_none(d / "config.json"),
+                            trained[unit.original]))
   return exp, out
+
+
+def _json_or_none(path: pathlib.Path) -> dict | None:
+  return checkpoints.read_json(path, what="a run's config", fix=(
+      "Rerun the experiment's command: the unit runs again.")) if path.is_file() else None
 
 
 def _scalar_items(record: dict) -> dict:

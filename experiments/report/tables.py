@@ -261,8 +261,49 @@ def protocol_table(exp: Experiment, results) -> str:
   return text
 
 
+def recipe_of(result: UnitResult) -> list[str] | None:
+  """How a unit trained, as run: its epochs, rate, batch, momentum and weight decay, the
+  ones its method leaves to the original training (None) resolved from that training."""
+  if result.config is None or result.trained is None or not isinstance(
+      result.config.get("method"), dict):
+    return None
+  method, trained = result.config["method"], result.trained
+  epochs = trained["epochs"] if method["epochs"] is None else method["epochs"]
+  lr = method["lr"]
+  if lr == "compressed":
+    lr = f"original schedule in {method['compress_epochs']:g} epochs"
+  elif lr == "original":
+    lr = f"original schedule ({trained['lr']:g})"
+  else:
+    lr = f"{lr:g}"
+
+  def own(name):
+    return (f"{trained[name]:g} (original's)" if method[name] is None
+            else f"{method[name]:g}")
+  return [str(epochs), lr, own("batch_size"), own("momentum"), own("weight_decay")]
+
+
+def recipe_table(exp: Experiment, results) -> str:
+  """One row per line and setting: the training recipe its units ran (their config.json)."""
+  rows, seen = [], set()
+  for r in results:
+    key = (r.unit.setting, r.unit.line)
+    recipe = recipe_of(r)
+    if key in seen or recipe is None:
+      continue
+    seen.add(key)
+    rows.append([r.unit.setting, r.unit.line, *recipe])
+  if not rows:
+    return "No unit has started."
+  return ("Each line's training as run (its method's recipe, `python -m fmjax unlearn "
+          "--method NAME --help`; \"original's\" = the original model's training).\n\n"
+          + markdown_table(["setting", "line", "epochs", "rate", "batch", "momentum",
+                            "weight decay"], rows))
+
+
 TABLES = {"final": ("Final readouts", final_table), "mask_only": ("Mask only", mask_only_table),
           "outliers": ("Outlier deletion", outliers_table),
           "volatility": ("Volatility", volatility_table),
           "seconds": ("Wall time", seconds_table),
-          "protocol": ("The unlearning protocol", protocol_table)}
+          "protocol": ("The unlearning protocol", protocol_table),
+          "recipes": ("Training recipes", recipe_table)}

@@ -18,7 +18,8 @@ paper's shared fine-tuning on D_r; a method with its own training (SalUn, SCRUB,
 ...) derives :class:`Method` and writes its stages. The runner, checkpoints,
 readouts and stacking are the same for every method (:mod:`fmjax.run`).
 
-A method of your own is one file in your package::
+A method of your own is one file in your package (the README's "A method of your
+own" shows a whole one, which ``tests/test_extension.py`` runs)::
 
     @fmjax.methods.register
     @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,16 +27,16 @@ A method of your own is one file in your package::
       \"\"\"Ascend the forget loss.
 
       Attributes:
-        scale: ...
+        scale: the weight of the ascended loss.
       \"\"\"
       name: ClassVar[str] = "gradient_ascent"
       remain: ClassVar[str] = fmjax.methods.REMAIN_OPTIONAL
-      epochs: int | None = 5
-      lr: float = 1e-4
+      epochs: int | None = 2
+      lr: float = 0.005
       scale: float = 1.0
 
       def procedure(self, task, budget):
-        return budget.procedure((Stage(MyAscent(self.scale), "forget", budget.batch_size),))
+        return budget.procedure((Stage(Ascent(self.scale), "forget", budget.batch_size),))
 
 Its fields become ``--lr``, ``--scale`` ... of ``python -m fmjax unlearn --method
 gradient_ascent`` (help from the ``Attributes:`` section), ``--set unlearn.scale=2``
