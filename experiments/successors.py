@@ -1,6 +1,6 @@
 """The paper's method and its successors under the field's protocol, on a CPU.
 
-Run (offline; 45 minutes on the project's 2-core CPU)::
+Run (offline; 45 to 80 minutes on the project's 2-core CPU)::
 
     make successors
 
