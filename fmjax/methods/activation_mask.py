@@ -20,7 +20,7 @@ import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, register
+from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, Scoring, register
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
@@ -62,20 +62,11 @@ def activation_mask(model, params, model_state, task: UnlearnTask, settings: Act
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ActivationMask(MaskMethod):
-  """The paper's Section 3.2: zero the channels most active on D_f relative to D_r.
-
-  Attributes:
-    score_batch_size: examples per scoring batch.
-    score_limit: score on at most this many remain examples (a fixed random
-      subset; sums are rescaled to the whole set). None: all.
-  """
+class ActivationMask(MaskMethod, Scoring):
+  """The paper's Section 3.2: zero the channels most active on D_f relative to D_r."""
   name: ClassVar[str] = "activation_mask"
   remain: ClassVar[str] = REMAIN_OPTIONAL
   tags: ClassVar[tuple[str, ...]] = ("paper",)
-  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1"}
-  score_batch_size: int = 256
-  score_limit: int | None = None
 
   def edit(self, model, params, model_state, task, key):
     return activation_mask(model, params, model_state, task, self, key)

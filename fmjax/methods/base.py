@@ -181,6 +181,31 @@ class MaskMethod(FineTuned):
     return self.ratio
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scoring:
+  """The settings of a method whose edit scores examples in batches (a mixin).
+
+  Attributes:
+    score_batch_size: examples per scoring batch.
+    score_limit: score on at most this many remain examples (a fixed random
+      subset; sums are rescaled to the whole set). None: all.
+  """
+  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1"}
+  score_batch_size: int = 256
+  score_limit: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FisherScoring(Scoring):
+  """The settings of a method that scores with :func:`fmjax.fisher.make_fisher_diag`.
+
+  Attributes:
+    fisher_chunk: examples per compiled Fisher block.
+  """
+  limits: ClassVar[dict[str, str]] = {"fisher_chunk": ">=1"}
+  fisher_chunk: int = 128
+
+
 def check_choices(method: Method) -> None:
   """Refuses a value outside a ``Literal`` field's choices (or its other types), naming them."""
   for name, kind in _fields.field_types(type(method)).items():

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from fmjax import masks
 from fmjax.fisher import FisherEstimate, accumulate_fisher_diag, make_fisher_diag
-from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, register
+from fmjax.methods.base import REMAIN_OPTIONAL, FisherScoring, MaskMethod, register
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
 
@@ -61,28 +61,19 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: FisherM
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FisherMask(MaskMethod):
+class FisherMask(MaskMethod, FisherScoring):
   """The paper's method: zero the top R of ``F_f - F_r``, then the shared fine-tuning.
 
   Attributes:
     maskable: which parameters may be zeroed ('all' or 'kernels'; see
       :mod:`fmjax.masks`).
     weighting: score weighting, 'sum' (the paper: set sums) or 'mean'.
-    score_batch_size: examples per scoring batch.
-    score_limit: score on at most this many remain examples (a fixed random
-      subset; sums are rescaled to the whole set). None: all.
-    fisher_chunk: examples per compiled Fisher block.
   """
   name: ClassVar[str] = "fisher_mask"
   remain: ClassVar[str] = REMAIN_OPTIONAL
   tags: ClassVar[tuple[str, ...]] = ("paper",)
-  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1",
-                                      "fisher_chunk": ">=1"}
   maskable: Literal["all", "kernels"] = "all"
   weighting: Literal["sum", "mean"] = "sum"
-  score_batch_size: int = 256
-  score_limit: int | None = None
-  fisher_chunk: int = 128
 
   def edit(self, model, params, model_state, task, key):
     return fisher_mask(model, params, model_state, task, self, key)

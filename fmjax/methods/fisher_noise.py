@@ -38,7 +38,7 @@ import numpy as np
 
 from fmjax.fisher import accumulate_fisher_diag, make_fisher_diag
 from fmjax.methods import _channels
-from fmjax.methods.base import FineTuned, register
+from fmjax.methods.base import FineTuned, FisherScoring, register
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
@@ -114,26 +114,18 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Fisher
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FisherNoise(FineTuned):
+class FisherNoise(FineTuned, FisherScoring):
   """Golatkar et al.'s Fisher noise; no fine-tuning by default (the paper's figures).
 
   Attributes:
     alpha: the noise scale alpha (Golatkar et al.'s recipe; the paper's code
       uses 1e-6).
-    score_batch_size: examples per scoring batch.
-    score_limit: score on at most this many remain examples (a fixed random
-      subset; sums are rescaled to the whole set). None: all.
-    fisher_chunk: examples per compiled Fisher block.
   """
   name: ClassVar[str] = "fisher_noise"
   tags: ClassVar[tuple[str, ...]] = ("paper",)
-  limits: ClassVar[dict[str, str]] = {"alpha": ">0", "score_batch_size": ">=1",
-                                      "score_limit": ">=1", "fisher_chunk": ">=1"}
+  limits: ClassVar[dict[str, str]] = {"alpha": ">0"}
   epochs: int | None = 0
   alpha: float = 1e-6
-  score_batch_size: int = 256
-  score_limit: int | None = None
-  fisher_chunk: int = 128
 
   def edit(self, model, params, model_state, task, key):
     return fisher_noise(model, params, model_state, task, self, key)

@@ -55,7 +55,7 @@ import numpy as np
 
 from fmjax.fisher import make_fisher_diag
 from fmjax.methods._gradients import batch_mean_grads
-from fmjax.methods.base import FineTuned, register
+from fmjax.methods.base import FineTuned, FisherScoring, register
 from fmjax.methods.fisher_mask import set_fisher
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
@@ -124,7 +124,7 @@ def ssd(model, params, model_state, task: UnlearnTask, settings: SSD,
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SSD(FineTuned):
+class SSD(FineTuned, FisherScoring):
   """Selective Synaptic Dampening; no training (its authors' recipe).
 
   Attributes:
@@ -134,25 +134,16 @@ class SSD(FineTuned):
       'fisher' (exact per-example diagonal Fisher; the rule above).
     importance_batch_size: mini-batch of the batch importance (the code's 128
       for random forgetting; its full-class scripts use 64).
-    score_batch_size: examples per scoring batch.
-    score_limit: score on at most this many remain examples (a fixed random
-      subset; sums are rescaled to the whole set). None: all.
-    fisher_chunk: examples per compiled Fisher block.
   """
   name: ClassVar[str] = "ssd"
   tags: ClassVar[tuple[str, ...]] = ("successor",)
   limits: ClassVar[dict[str, str]] = {"alpha": ">0", "dampening": ">0",
-                                      "importance_batch_size": ">=1",
-                                      "score_batch_size": ">=1", "score_limit": ">=1",
-                                      "fisher_chunk": ">=1"}
+                                      "importance_batch_size": ">=1"}
   epochs: int | None = 0
   alpha: float = 10.0
   dampening: float = 1.0
   importance: Literal["batch", "fisher"] = "batch"
   importance_batch_size: int = 128
-  score_batch_size: int = 256
-  score_limit: int | None = None
-  fisher_chunk: int = 128
 
   def edit(self, model, params, model_state, task, key):
     return ssd(model, params, model_state, task, self, key)

@@ -35,7 +35,7 @@ import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.methods.base import MaskMethod, register
+from fmjax.methods.base import MaskMethod, Scoring, register
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
@@ -91,20 +91,11 @@ def tfidf(model, params, model_state, task: UnlearnTask, settings: TFIDF,
 
 @register
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TFIDF(MaskMethod):
-  """Wang et al.'s class-discriminative channel pruning (class removal only).
-
-  Attributes:
-    score_batch_size: examples per scoring batch.
-    score_limit: score on at most this many remain examples (a fixed random
-      subset; sums are rescaled to the whole set). None: all.
-  """
+class TFIDF(MaskMethod, Scoring):
+  """Wang et al.'s class-discriminative channel pruning (class removal only)."""
   name: ClassVar[str] = "tfidf"
   classes_only: ClassVar[bool] = True
   tags: ClassVar[tuple[str, ...]] = ("paper",)
-  limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "score_limit": ">=1"}
-  score_batch_size: int = 256
-  score_limit: int | None = None
 
   def edit(self, model, params, model_state, task, key):
     return tfidf(model, params, model_state, task, self, key)

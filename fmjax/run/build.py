@@ -183,8 +183,9 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   trained = sharding.replicate(trained, mesh)
   task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
   epochs = run_epochs(config, train_cfg)
-  batch_size = method.batch_size or train_cfg.batch_size
-  procedure = procedure_for(method, train_cfg, task, epochs)
+  budget = budget_for(method, train_cfg, task, epochs)
+  batch_size = budget.batch_size
+  procedure = method.procedure(task, budget)
   check_setting(config, task, epochs, procedure)
   workdir = checkpoints.claim_workdir(workdir, config.to_json(), refuse=lambda old: (
       LEGACY_FIX if is_legacy(old) else None))
@@ -220,10 +221,3 @@ def budget_for(method: Method, train_cfg: training.TrainConfig, task: UnlearnTas
                      f"steps; {method.name} trains with its own procedure: give it a constant "
                      "rate (--lr 0.01).")
   return Budget(epochs, lr, batch_size, momentum=momentum, weight_decay=decay)
-
-
-def procedure_for(method: Method, train_cfg: training.TrainConfig, task: UnlearnTask,
-                  epochs: int) -> Procedure:
-  """The run's training: the method's procedure at its recipe, resolved
-  (:func:`budget_for`)."""
-  return method.procedure(task, budget_for(method, train_cfg, task, epochs))
