@@ -53,8 +53,9 @@ from fmjax.methods.scrub import SCRUB
 from fmjax.methods.l1_sparse import L1Sparse
 from fmjax.methods.neggrad_plus import NegGradPlus
 from fmjax.methods.base import (ENTRY_POINT_GROUP, REMAIN_OPTIONAL, REMAIN_REQUIRED,
-                                FineTuned, FisherScoring, MaskMethod, Method, Scoring, defaults, field_names, from_json,
-                                get_method, import_methods, make, register, registry, tagged)
+                                FineTuned, FisherScoring, MaskMethod, Method, Scoring, defaults,
+                                field_names, from_json, get_method, import_methods, make,
+                                register, registry, tagged)
 from fmjax.procedures import Budget, Procedure
 from fmjax.task import Edit, UnlearnTask
 
