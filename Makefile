@@ -24,7 +24,7 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
-        lr-ablation report compare test-prepare test-scale successors successors-cifar10 \
+        lr-ablation report compare test-prepare test-scale test-long successors successors-cifar10 \
         bench-scale bench-peers
 
 RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES)) \
@@ -116,7 +116,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow and not prepare and not scale" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not prepare and not scale and not long" tests
+
+## Whole runs killed at every phase boundary and resumed, damaged work-directory files,
+## and every model of the zoo compiled (CI runs it after `make test`; about 8 minutes).
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "long and not slow" tests
 
 ## Whole runs on 1, 2 and 8 forced CPU devices, the command line's --devices, and 2 real
 ## processes joined over loopback (CI runs it after `make test`; about 2 minutes).

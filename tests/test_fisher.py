@@ -176,6 +176,7 @@ def test_low_precision_params_accumulate_in_float32(mlp_setup):
   assert rel_error(got, want) < 5e-2  # bf16 forward pass; float32 squares and sums
 
 
+@pytest.mark.long
 def test_resnet20_per_layer_equals_vmap():
   model = resnet20(num_classes=5)
   x = jax.random.normal(jax.random.key(7), (4, 8, 8, 3))

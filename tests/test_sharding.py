@@ -137,6 +137,7 @@ def fisher_results():
   return _run(FISHER_SCRIPT)
 
 
+@pytest.mark.scale
 @pytest.mark.parametrize("kind", ["empirical", "true"])
 @pytest.mark.parametrize("path", ["per_layer", "vmap"])
 @pytest.mark.parametrize("n", [2, 8])
@@ -146,6 +147,7 @@ def test_fisher_sums_do_not_depend_on_the_device_count(fisher_results, kind, pat
   assert count == ref_count == 37   # padding examples are never counted
 
 
+@pytest.mark.scale
 def test_more_devices_than_the_process_has_is_a_clear_error(fisher_results):
   assert "devices must be an integer in 1..8" in fisher_results["error"]
 
@@ -155,6 +157,7 @@ def step_results():
   return _run(STEPS_SCRIPT)
 
 
+@pytest.mark.scale
 @pytest.mark.parametrize("batch", [32, 37])
 @pytest.mark.parametrize("augment", [False, True])
 @pytest.mark.parametrize("n", [2, 8])

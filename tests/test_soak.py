@@ -70,6 +70,7 @@ def reference(tmp_path_factory):
   return root
 
 
+pytestmark = pytest.mark.long   # `make test-long` (and CI) runs this module
 SLOW = pytest.mark.slow   # the other boundaries: `make test-slow` runs them too
 
 

@@ -130,6 +130,7 @@ def _train_cli(workdir, env=None):
                         env={**os.environ, **(env or {})})
 
 
+@pytest.mark.long
 def test_killed_mid_epoch_resumes_without_recomputing(tmp_path):
   """`kill -9` in the middle of epoch 3 (augmentation on, lr decaying at 2 and 3):
   the rerun restores epoch 2, keeps the records of epochs 1-2 byte for byte

@@ -52,17 +52,24 @@ def test_small_cnn_count():
 
 
 # DenseNet and GoogLeNet compile for 2-3 minutes each on 2 CPU cores (116 and
-# 64 convolutions); `make test-slow` runs them, `make test` a shallow DenseNet.
+# 64 convolutions); `make test-slow` runs them, `make test-long` the other models and a
+# shallow DenseNet, `make test` the small CNN.
 SLOW = {"densenet", "googlenet"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in sorted(MODELS)])
+def _mark(name):
+  if name in SLOW:
+    return pytest.param(name, marks=pytest.mark.slow)
+  return name if name == "small_cnn" else pytest.param(name, marks=pytest.mark.long)
+
+
+@pytest.mark.parametrize("name", [_mark(n) for n in sorted(MODELS)])
 def test_forward_backward_and_fisher(name):
   """On tiny 8x8x1 inputs (pooling stops at 1x1): shapes, finite grads, fisher_diag."""
   _check_model(get_model(name, 5))
 
 
+@pytest.mark.long
 def test_shallow_densenet_forward_backward_and_fisher():
   _check_model(DenseNet(num_classes=5, blocks=(2, 1, 1, 2)))
 
