@@ -5,10 +5,9 @@ frozen flax dataclass, and the static settings) and reused by later calls in
 the same process: the next unlearning unit of an experiment compiles almost
 nothing. At most :data:`MAX_ENTRIES` programs are kept, least recently used
 first out, so a long process that goes through many models does not keep
-every model and its compiled programs alive. 32 holds every program of a
-ResNet20 unit (19 integrated-gradient layers, Fisher, prediction, the step);
-a 116-layer DenseNet's per-layer programs cycle through it rather than
-accumulating (compiled code of that size exhausted a 24 GB machine).
+every model and its compiled programs alive. A unit compiles a few programs per phase
+(GradMask's integrated gradients of all layers are one; the true Fisher loops over
+chunks of classes rather than compiling per class).
 """
 
 from __future__ import annotations

@@ -88,6 +88,21 @@ def test_true_fisher_matches_loop_over_classes(cnn_setup, path):
 
 
 @pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_true_fisher_of_many_classes_loops_over_class_chunks_exactly(path):
+  """23 classes: two full chunks of 10 and a padded one of 3, against the float64 loop."""
+  model = TinyCNN(num_classes=23)
+  x = jax.random.normal(jax.random.key(5), (5, 6, 6, 2))
+  y = jax.random.randint(jax.random.key(6), (5,), 0, 23)
+  params, state = init_with_stats(model, x)
+  fd = fmjax.make_fisher_diag(model, state, kind="true", path=path)
+  got = fd(params, {"image": x, "label": y})
+  assert rel_error(got, loop_fisher(model, params, state, x, y, kind="true")) < 1e-5
+  # The loop really runs: the compiled program has a while loop over the chunks.
+  text = jax.jit(lambda p: fd(p, {"image": x, "label": y})).lower(params).as_text()
+  assert "while" in text
+
+
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
 def test_chunk_sizes_agree(cnn_setup, path):
   model, params, state, x, y = cnn_setup   # 7 examples: chunks of 3 leave a ragged one
   batch = {"image": x, "label": y}

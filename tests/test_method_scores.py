@@ -83,14 +83,28 @@ def test_integrated_gradients_match_a_fine_riemann_sum(convbn):
   model, variables, x, y = convbn
   layer = _channels.channel_layers(model, variables, x.shape[1:], {"train": False})[0]
   expected, completeness, _ = _ig_brute_force(model, variables, x, y)
-  coarse = _channels.make_integrated_gradients(model, {"train": False}, layer, 400)
-  got = coarse(variables, x, y)
+  coarse = _channels.make_integrated_gradients(model, {"train": False}, (layer,), 400)
+  got = coarse(variables, x, y)["/".join(layer.conv)]
   chex.assert_shape(got, (5, 3))
   np.testing.assert_allclose(got, expected, rtol=2e-2, atol=2e-3)
   # Completeness: the attributions of all channels add up to L(a) - L(0).
   np.testing.assert_allclose(float(got.sum()), float(completeness), rtol=2e-2)
   with pytest.raises(ValueError, match="steps must be >= 1"):
-    _channels.make_integrated_gradients(model, {"train": False}, layer, 0)
+    _channels.make_integrated_gradients(model, {"train": False}, (layer,), 0)
+
+
+def test_every_layers_integrated_gradients_come_from_one_program_and_equal_each_alone(convbn):
+  model, variables, x, y = convbn
+  layers = _channels.channel_layers(model, variables, x.shape[1:], {"train": False})
+  assert len(layers) == 2
+  together = _channels.make_integrated_gradients(model, {"train": False}, layers, 7)
+  got = together(variables, x, y)
+  for layer in layers:   # each layer's integral alone: only that layer is scaled
+    alone = _channels.make_integrated_gradients(model, {"train": False}, (layer,), 7)
+    np.testing.assert_allclose(got["/".join(layer.conv)],
+                               alone(variables, x, y)["/".join(layer.conv)], rtol=1e-5,
+                               atol=1e-7)
+  assert together._cache_size() == 1   # one compiled program for both layers
 
 
 def test_channel_mask_counts_parameters_and_masks_whole_channels(convbn):

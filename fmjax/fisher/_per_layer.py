@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from fmjax.fisher._classes import CLASS_CHUNK, class_chunked
+
 _PARAM_NAMES = {nn.Conv: {"kernel", "bias"}, nn.Dense: {"kernel", "bias"},
                 nn.BatchNorm: {"scale", "bias"}}
 
@@ -257,17 +259,34 @@ def sq_grad_sum(model: nn.Module, apply_kwargs: Mapping, variables: Mapping,
   log_probs, vjp_fn, records = jax.vjp(log_probs_of, zeros, has_aux=True)
   w = weights.astype(acc_dtype)
   num_classes = log_probs.shape[-1]
+
+  def squares(cotangents):   # [k, B, K] -> {param path: sum of squares over k and B}
+    (grads,) = jax.vmap(vjp_fn)(cotangents)                         # path -> [k, B, ...]
+    return _layer_squares(params, records, grads, acc_dtype)
+
   if kind == "empirical":
     # sqrt(w): the gradients are squared, and a weight multiplies the example's square.
-    cotangents = (jax.nn.one_hot(labels, num_classes, dtype=acc_dtype)
-                  * jnp.sqrt(w)[:, None])[None]
+    flat = squares((jax.nn.one_hot(labels, num_classes, dtype=acc_dtype)
+                    * jnp.sqrt(w)[:, None])[None])
   else:
     probs = lax.stop_gradient(jnp.exp(log_probs))                  # [B, K]
     scale = jnp.sqrt(probs * w[:, None])                            # [B, K]
-    eye = jnp.eye(num_classes, dtype=acc_dtype)                     # [K(c), K]
-    cotangents = eye[:, None, :] * scale.T[:, :, None]              # [K(c), B, K]
-  (grads,) = jax.vmap(vjp_fn)(cotangents)                           # path -> [Kc, B, ...]
+    def of_classes(c):   # classes c [k]: cotangents sqrt(p_c w) e_c, [k, B, K]
+      return squares(jax.nn.one_hot(c, num_classes, dtype=acc_dtype)[:, None, :]
+                     * scale.T[c][:, :, None])
+    if num_classes <= CLASS_CHUNK:   # all classes in one batched pass
+      eye = jnp.eye(num_classes, dtype=acc_dtype)                   # [K(c), K]
+      flat = squares(eye[:, None, :] * scale.T[:, :, None])         # [K(c), B, K]
+    else:
+      flat = class_chunked(of_classes, num_classes)
+  leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+  ordered = [flat[tuple(str(getattr(k, "key", k)) for k in kp)] for kp, _ in leaves_with_paths]
+  return jax.tree_util.tree_unflatten(treedef, ordered)
 
+
+def _layer_squares(params: Mapping, records: Mapping, grads: Mapping, acc_dtype: Any) -> dict:
+  """Per parameter path, the sum over the leading two axes ([k, B]) of the squared
+  per-example gradients, from each layer's recorded input and output gradients."""
   flat = {}
   for path, g in grads.items():
     g = g.astype(acc_dtype)
@@ -285,10 +304,7 @@ def sq_grad_sum(model: nn.Module, apply_kwargs: Mapping, variables: Mapping,
       flat[path + ("scale",)] = jnp.square((g * xhat[None]).sum(axis=reduce_axes)).sum((0, 1))
     if "bias" in module_params:
       flat[path + ("bias",)] = jnp.square(g.sum(axis=reduce_axes)).sum(axis=(0, 1))
-
-  leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
-  ordered = [flat[tuple(str(getattr(k, "key", k)) for k in kp)] for kp, _ in leaves_with_paths]
-  return jax.tree_util.tree_unflatten(treedef, ordered)
+  return flat
 
 
 def _subtree(params: Mapping, path: tuple[str, ...]) -> Mapping:

@@ -145,43 +145,56 @@ def make_channel_means(model: nn.Module, apply_kwargs: Mapping, *, where: str) -
   return _compiled.compiled(key, lambda: jax.jit(f))
 
 
-def make_integrated_gradients(model: nn.Module, apply_kwargs: Mapping, layer: ChannelLayer,
-                              steps: int) -> Callable:
-  """Jitted ``f(variables, images, labels) -> [B, C]``: integrated gradients of
-  each example's loss with respect to the channels of ``layer``.
+def make_integrated_gradients(model: nn.Module, apply_kwargs: Mapping,
+                              layers: tuple[ChannelLayer, ...], steps: int) -> Callable:
+  """Jitted ``f(variables, images, labels) -> {conv path: [B, C]}``: integrated
+  gradients of each example's loss with respect to the channels of every layer in
+  ``layers``, ONE compiled program for all of them.
 
   ``B[i, j] = sum_p a[i, p, j] * (1/m) sum_{k=1..m} dL_i/da[i, p, j] at (k/m) a``,
   the right Riemann sum with ``m = steps`` (Sundararajan et al. 2017, Eq. 3),
   summed over the channel's positions p; ``a`` is the layer's 'post'
-  activation (see the module docstring) and only this layer is scaled.
+  activation (see the module docstring) and only that layer is scaled (each layer's
+  attribution is its own integral: a step scales one layer at a time).
   By completeness, ``sum_j B[i, j]`` tends to ``L_i(a) - L_i(0)`` as m grows.
   """
   if steps < 1:
     raise ValueError(f"integrated-gradient steps must be >= 1, got {steps}.")
-  path = layer.conv
-  where = "post" if layer.bn is not None else "pre"
+  layers = tuple(layers)
 
-  def loss_at(delta, alpha, variables, images, labels):
-    logits, _, _ = _apply(model, variables, images, apply_kwargs, where=where,
-                          edit=(path, alpha, delta))
+  def where_of(layer):
+    return "post" if layer.bn is not None else "pre"
+
+  def loss_at(delta, alpha, variables, images, labels, layer):
+    logits, _, _ = _apply(model, variables, images, apply_kwargs, where=where_of(layer),
+                          edit=(layer.conv, alpha, delta))
     logp = jax.nn.log_softmax(logits.astype(jnp.float32))
     return -jnp.sum(jnp.take_along_axis(logp, labels[:, None], axis=1))
 
   def f(variables, images, labels):
-    _, acts, _ = _apply(model, variables, images, apply_kwargs, where=where)
-    a = acts[path]
-    zero = jnp.zeros_like(a)
+    acts = {}
+    for where in {where_of(layer) for layer in layers}:
+      _, seen, _ = _apply(model, variables, images, apply_kwargs, where=where)
+      acts.update({layer.conv: seen[layer.conv] for layer in layers
+                   if where_of(layer) == where})
     grad = jax.grad(loss_at)
 
-    def body(k, total):
+    def body(k, totals):
       alpha = (k + 1.0) / steps
-      return total + grad(zero, alpha, variables, images, labels)
+      return {layer.conv: totals[layer.conv] + grad(
+                  jnp.zeros_like(acts[layer.conv]), alpha, variables, images, labels, layer)
+              for layer in layers}
 
-    total = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(a, jnp.float32))
-    attribution = a.astype(jnp.float32) * total / steps
-    return jnp.sum(attribution, axis=tuple(range(1, a.ndim - 1)))
+    totals = jax.lax.fori_loop(0, steps, body, {layer.conv: jnp.zeros_like(
+        acts[layer.conv], jnp.float32) for layer in layers})
+    out = {}
+    for layer in layers:
+      a = acts[layer.conv]
+      attribution = a.astype(jnp.float32) * totals[layer.conv] / steps
+      out["/".join(layer.conv)] = jnp.sum(attribution, axis=tuple(range(1, a.ndim - 1)))
+    return out
 
-  key = ("integrated_gradients", model, tuple(sorted(apply_kwargs.items())), layer, steps)
+  key = ("integrated_gradients", model, tuple(sorted(apply_kwargs.items())), layers, steps)
   return _compiled.compiled(key, lambda: jax.jit(f))
 
 

@@ -2,8 +2,9 @@
 
 ``B_ij = A_ij * int_0^1 dL(x_i)/dA_ij (alpha A) d alpha`` (Sundararajan et al.
 2017), the Riemann sum of :func:`fmjax.methods._channels.make_integrated_gradients`
-with ``settings.ig_steps`` steps, one conv layer scaled at a time, averaged over
-the forget set only (the paper: ``|D_r| >> |D_f|``). ``B`` attributes the LOSS:
+with ``settings.ig_steps`` steps, one conv layer scaled at a time (every layer in ONE
+compiled program), averaged over the forget set only (the paper: ``|D_r| >> |D_f|``).
+``B`` attributes the LOSS:
 a channel that supports the forget predictions lowers the loss, so its
 ``B`` is negative. The channels ranked first are those with the most negative
 ``B_{D_f,j}`` (the score is ``-B``), i.e. those the forget predictions rely
@@ -34,16 +35,13 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
   variables = {"params": params, **model_state}
   layers = _channels.channel_layers(model, variables, task.image_shape, APPLY_KWARGS)
   forget = task.subsample(task.forget, settings.ig_limit, seed)
-  out = {}
-  for n, layer in enumerate(layers):
-    ig = _channels.make_integrated_gradients(model, APPLY_KWARGS, layer, settings.ig_steps)
-    total = np.zeros(layer.channels, np.float64)
-    desc = f"integrated gradients, layer {n + 1}/{len(layers)}"
-    for batch in task.batches(forget, settings.score_batch_size, desc=desc):
-      scores = sharding.real_rows(ig(variables, batch["image"], batch["label"]), batch)
-      total += np.asarray(scores, np.float64).sum(0)
-    out["/".join(layer.conv)] = total / len(forget)
-  return out
+  ig = _channels.make_integrated_gradients(model, APPLY_KWARGS, layers, settings.ig_steps)
+  out = {"/".join(layer.conv): np.zeros(layer.channels, np.float64) for layer in layers}
+  desc = f"integrated gradients, {len(layers)} layers"
+  for batch in task.batches(forget, settings.score_batch_size, desc=desc):
+    for path, scores in ig(variables, batch["image"], batch["label"]).items():
+      out[path] += np.asarray(sharding.real_rows(scores, batch), np.float64).sum(0)
+  return {path: total / len(forget) for path, total in out.items()}
 
 
 def grad_mask(model, params, model_state, task: UnlearnTask, settings: GradMask,
