@@ -18,9 +18,9 @@ side.
 ``lr_ablation``        Figure 5: constant learning rates vs the compressed one
 ``successors``         the paper's method and SSD, SalUn, SCRUB, l1-sparse,
                        NegGrad+, random labels under the protocol, on a CPU
-``successors_cifar10`` the same on CIFAR-10 with ResNet-18 (a GPU)
+``salun_recipe``       SalUn's CIFAR-10 protocol index for index (a GPU)
 =====================  =====================================================
 """
 
 EXPERIMENTS = ("class_removal", "fashion_offline", "mask_only", "outliers", "limited_remain",
-               "ratio_sweep", "lr_ablation", "successors", "successors_cifar10")
+               "ratio_sweep", "lr_ablation", "successors", "salun_recipe")

@@ -4,7 +4,8 @@ Keys:
 
 * ``seeds`` -- the unlearning seeds, comma-separated integers;
 * ``train.<field>`` -- a :class:`fmjax.training.TrainConfig` field, applied to
-  every original model of the experiment;
+  every original model of the experiment (``train.epochs`` keeps the decay epochs a
+  config sets at the same fractions of the training);
 * ``unlearn.<field>`` -- an :class:`fmjax.unlearning.UnlearnConfig` field,
   applied to every unit, or a method's field (its settings and recipe),
   applied to every unit whose method has it (``unlearn.score_limit=200``
@@ -26,6 +27,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from experiments import _spec
 from experiments._spec import Experiment
 from fmjax import _fields, methods, training, unlearning
 
@@ -100,8 +102,11 @@ def apply(exp: Experiment, overrides: dict[str, Any], *, strict: bool = True) ->
   """
   train = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("train.")}
   unlearn = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("unlearn.")}
-  originals = {key: dataclasses.replace(o, train={**o.train, **train})
-               for key, o in exp.originals.items()}
+  def retrained(o):   # train.epochs keeps the decays the config sets at their fractions
+    base = (_spec.with_epochs(o.train, train["epochs"])
+            if "epochs" in train and "decay_epochs" not in train else o.train)
+    return dataclasses.replace(o, train={**base, **train})
+  originals = {key: retrained(o) for key, o in exp.originals.items()}
   units, used = [], set()
   for unit in exp.units:
     over = {}

@@ -17,8 +17,9 @@ from fmjax.unlearning import for_method
 CHEAP_UNLEARN = {"relearn_epochs": 0, "eval_limit": 300, "score_limit": 200, "ig_steps": 2,
                  "ig_limit": 64, "cg_iters": 2, "hessian_examples": 64, "fisher_chunk": 32}
 SMALL_TRAIN = {"epochs": 2}
-# --smoke (make SMOKE=1) as --set overrides: one seed, one epoch on 320 examples.
-SMOKE = ("seeds=0", "train.epochs=1", "train.train_limit=320", "unlearn.epochs=1",
+# --smoke (make SMOKE=1) as --set overrides: one epoch on 320 examples (and the
+# experiment's first seed only).
+SMOKE = ("train.epochs=1", "train.train_limit=320", "unlearn.epochs=1",
          *(f"unlearn.{k}={v}" for k, v in CHEAP_UNLEARN.items()))
 
 
@@ -141,11 +142,21 @@ def slug(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "_"
 
 
+def with_epochs(train: dict, epochs: int) -> dict:
+  """``train`` at ``epochs`` epochs; decays it sets keep their fractions of the training
+  (182 epochs with decays at 91 and 136 -> at 1 epoch 0.5 and 0.747), as the datasets'
+  default schedules do (:func:`fmjax.training.default_config`)."""
+  out = {**train, "epochs": epochs}
+  if train.get("decay_epochs") and train.get("epochs"):
+    out["decay_epochs"] = tuple(d / train["epochs"] * epochs for d in train["decay_epochs"])
+  return out
+
+
 def shrink(exp: Experiment, *, dataset: str = "digits", model: str = "small_cnn",
            train_limit: int | None = None) -> Experiment:
   """The small/fast form: every original on ``dataset``/``model`` for 2 epochs,
-  units with 1 fine-tuning epoch (0 stays 0) and cheap scoring, one seed."""
-  originals = {k: Original(dataset, model, {**o.train, **SMALL_TRAIN,
+  units with 1 fine-tuning epoch (0 stays 0) and cheap scoring, the first seed."""
+  originals = {k: Original(dataset, model, {**with_epochs(o.train, SMALL_TRAIN["epochs"]),
                                             **({"train_limit": train_limit}
                                                if train_limit else {})})
                for k, o in exp.originals.items()}
@@ -158,4 +169,4 @@ def shrink(exp: Experiment, *, dataset: str = "digits", model: str = "small_cnn"
     if "remain_limit" in over:
       over["remain_limit"] = min(over["remain_limit"], 50)
     units.append(dataclasses.replace(u, unlearn=over))
-  return dataclasses.replace(exp, originals=originals, units=tuple(units), seeds=(0,))
+  return dataclasses.replace(exp, originals=originals, units=tuple(units), seeds=exp.seeds[:1])

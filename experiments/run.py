@@ -15,6 +15,7 @@ average gap to Retrain, and every rate in a table of its own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import inspect
 import json
@@ -35,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
                  help="the smoke form on other data: digits and the small CNN, one seed")
   p.add_argument("--smoke", action="store_true",
                  help="the smoke form on the experiment's own data and models, by overrides "
-                      f"(before --set): {' '.join(_spec.SMOKE)}")
+                      f"(before --set), the first seed only: {' '.join(_spec.SMOKE)}")
   p.add_argument("--dataset", default=None, help="class_removal etc.: the dataset")
   p.add_argument("--model", default=None, help="class_removal etc.: the model")
   p.add_argument("--seeds", default=None, help="comma-separated unlearning seeds")
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     distributed.initialize()   # several processes when the environment names them
     exp = module.get_config(**kwargs)
     if args.smoke:   # the settings a unit's methods do not have stay where they are
-      exp = _overrides.apply(exp, _overrides.parse(_spec.SMOKE), strict=False)
+      exp = _overrides.apply(dataclasses.replace(exp, seeds=exp.seeds[:1]),
+                             _overrides.parse(_spec.SMOKE), strict=False)
     exp = _overrides.apply(exp, _overrides.parse(args.set))
     exp = sweep_lr(exp, _overrides.parse_grids(args.lr_grid))
     start = time.perf_counter()

@@ -58,6 +58,9 @@ class TrainConfig:
     noise_fraction: outlier deletion: shuffle the labels of this fraction of
       the training set (they become the forget set of ``unlearn --outliers``).
     noise_seed: seed of the outliers.
+    holdout_seed: train without SalUn's validation hold-out, a tenth of each class drawn with
+      NumPy ``RandomState(holdout_seed)`` (:func:`fmjax.data.salun_holdout`; its code
+      trains the original on the hold-out of seed 1). None: the whole training set.
   """
   dataset: str
   model: str
@@ -73,6 +76,7 @@ class TrainConfig:
   train_limit: int | None = None  # first K training examples only (smoke runs)
   noise_fraction: float | None = None  # outlier deletion: shuffle labels of this fraction
   noise_seed: int = 0
+  holdout_seed: int | None = None  # SalUn's validation hold-out (a tenth of each class)
 
   def __post_init__(self):
     _checks.check_fields(self, {"epochs": ">=1", "batch_size": ">=1", "lr": ">0",
@@ -129,11 +133,15 @@ def training_set(config: TrainConfig, ds: data.Dataset) -> tuple[np.ndarray, np.
                                                                  data.OutlierSplit | None]:
   """The images and labels a run trains on, and its outliers (or None).
 
-  ``train_limit`` keeps the first K examples; ``noise_fraction`` then shuffles
+  ``holdout_seed`` leaves out SalUn's validation hold-out; ``train_limit`` keeps the
+  first K examples; ``noise_fraction`` then shuffles
   the labels of a random group (:func:`fmjax.data.outlier_split`, the paper's
   Section 4.2), whose examples become the forget set of outlier deletion.
   """
   x, y = ds.train_images, ds.train_labels
+  if config.holdout_seed is not None:
+    keep = data.salun_holdout(y, config.holdout_seed).remain
+    x, y = x[keep], y[keep]
   if config.train_limit:
     x, y = x[:config.train_limit], y[:config.train_limit]
   outliers = None

@@ -30,9 +30,12 @@ from fmjax.data.splits import (
     limited_subset,
     outlier_split,
     random_split,
+    salun_forget,
+    salun_holdout,
 )
 
 __all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetInfo", "ForgetSplit", "OutlierSplit",
            "PrepareError", "archive_dir",
            "augment", "class_split", "data_dir", "how_to_get", "limited_subset", "load_dataset",
-           "normalize", "outlier_split", "prepare_tfds", "random_split"]
+           "normalize", "outlier_split", "prepare_tfds", "random_split", "salun_forget",
+           "salun_holdout"]

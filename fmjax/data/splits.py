@@ -98,3 +98,38 @@ def random_split(num_examples: int, fraction: float, seed: int) -> ForgetSplit:
                      "choose a fraction that leaves both sets non-empty.")
   chosen = np.sort(np.random.default_rng(seed).choice(num_examples, n, replace=False))
   return ForgetSplit(chosen, np.setdiff1d(np.arange(num_examples), chosen))
+
+
+def salun_holdout(labels: np.ndarray, seed: int, fraction: float = 0.1) -> ForgetSplit:
+  """SalUn's validation hold-out (OPTML-Group/Unlearn-Saliency, ``Classification/
+  dataset.py``): ``int(fraction * n_c)`` examples of each class c, drawn class by class
+  in class order with ONE ``np.random.RandomState(seed)``, ``rng.choice(class_indices,
+  k, replace=False)``; the rest, in ascending index order, is the training set.
+
+  Returns ``ForgetSplit(forget=held-out indices, remain=training indices)``, both sorted
+  (the hold-out is a set; its draw order does not matter downstream).
+  """
+  labels = np.asarray(labels)
+  rng = np.random.RandomState(seed)
+  held = [rng.choice(np.flatnonzero(labels == c), int(fraction * np.sum(labels == c)),
+                     replace=False) for c in range(int(labels.max()) + 1)]
+  held = np.sort(np.concatenate(held)).astype(np.int64)
+  return ForgetSplit(held, np.setdiff1d(np.arange(labels.size), held))
+
+
+def salun_forget(labels: np.ndarray, seed: int, count: int,
+                 classes: Sequence[int] | None = None) -> ForgetSplit:
+  """SalUn's forget set over a training set (``replace_class`` in its ``dataset.py``):
+  ``np.random.RandomState(seed).choice(candidates, count, replace=False)``, the candidates
+  being every index (random forgetting, ``classes`` None) or those of ``classes``
+  (class-wise: ``count`` = the class size takes all of it). Its scripts pass ``seed - 1``
+  of the run's seed (default 2, so RandomState(1)).
+  """
+  labels = np.asarray(labels)
+  candidates = (np.arange(labels.size) if classes is None
+                else np.flatnonzero(np.isin(labels, _check_classes(labels, classes))))
+  if not 0 < count <= candidates.size:
+    raise ValueError(f"cannot forget {count} of {candidates.size} candidate examples; choose "
+                     f"1 <= count <= {candidates.size}.")
+  chosen = np.sort(np.random.RandomState(seed).choice(candidates, count, replace=False))
+  return ForgetSplit(chosen.astype(np.int64), np.setdiff1d(np.arange(labels.size), chosen))

@@ -25,13 +25,24 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
                progress: bool | None = None, mesh: Any = None
                ) -> tuple[UnlearnTask, np.ndarray]:
   """The task the method sees and the indices of the WHOLE remain set."""
+  if config.split == "salun":
+    if train_cfg.holdout_seed is None:
+      raise ValueError("split='salun' unlearns on SalUn's hold-out split: the original must "
+                       "be trained with one (train --holdout-seed 1, SalUn's code).")
+    # SalUn's code: the unlearning's training set leaves out the hold-out of the RUN's
+    # seed, whatever hold-out the original was trained without.
+    train_cfg = dataclasses.replace(train_cfg, holdout_seed=config.seed)
   images, labels, outliers = training.training_set(train_cfg, ds)
   if config.forget_random is not None:
     if outliers is not None:
       raise ValueError("this model was trained with outliers (noise_fraction="
                        f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
                        "forget_random.")
-    split = data.random_split(len(labels), config.forget_random, config.seed)
+    if config.split == "salun":
+      split = data.salun_forget(labels, config.seed - 1,
+                                round(config.forget_random * len(labels)))
+    else:
+      split = data.random_split(len(labels), config.forget_random, config.seed)
     forget, remain_all = split.forget, split.remain
     classes, true_labels = None, None
   elif config.forget_classes is None:
@@ -51,6 +62,9 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
                        f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
                        "the forget classes.")
     split = data.class_split(labels, config.forget_classes)
+    if config.split == "salun":   # its draw of the whole class: the same set
+      split = data.salun_forget(labels, config.seed - 1, len(split.forget),
+                                config.forget_classes)
     forget, remain_all = split.forget, split.remain
     classes, true_labels = tuple(config.forget_classes), None
   remain = remain_all

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,6 +53,12 @@ class UnlearnConfig:
     relearn_epochs: max epochs of the relearn readout (0: skip it).
     relearn_threshold: forget-set loss that counts as relearned; None = the
       original model's forget-set loss.
+    split: None: fmjax's splits (the training set as the original saw it; random
+      forget sets drawn with ``numpy.random.default_rng(seed)``). 'salun': SalUn's
+      code index for index: the run's training set is the one without SalUn's hold-out
+      of THIS seed (its original trains on the hold-out of seed 1), and the forget set
+      is drawn with ``RandomState(seed - 1)`` (:func:`fmjax.data.salun_forget`); needs
+      an original trained with ``holdout_seed`` and a seed >= 1.
   """
   checkpoint: str
   method: Method
@@ -65,6 +71,7 @@ class UnlearnConfig:
   mia: bool = True
   relearn_epochs: int = 10
   relearn_threshold: float | None = None
+  split: Literal["salun"] | None = None
 
   def __post_init__(self):
     if isinstance(self.method, str):
@@ -74,6 +81,12 @@ class UnlearnConfig:
                        f"{self.method!r}.")
     _checks.check_fields(self, {"remain_limit": ">=1", "eval_limit": ">=1",
                                 "relearn_epochs": ">=0", "relearn_threshold": ">0"})
+    if self.split not in (None, "salun"):
+      raise ValueError(f"split (--split) must be 'salun' or None (fmjax's splits), got "
+                       f"{self.split!r}.")
+    if self.split == "salun" and not (isinstance(self.seed, int) and self.seed >= 1):
+      raise ValueError(f"split='salun' draws the forget set with RandomState(seed - 1): give "
+                       f"a seed >= 1 (SalUn's default is 2), got {self.seed!r}.")
     if self.forget_random is not None:
       if not (isinstance(self.forget_random, int | float) and 0 < self.forget_random < 1):
         raise ValueError(f"forget_random (--forget-random) must be a fraction in (0, 1), got "
