@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 
+import numpy as np
 import pytest
 
 from experiments import EXPERIMENTS, _runner, compare, report, run
@@ -12,9 +13,10 @@ from experiments._spec import Experiment, Original, Unit
 from fmjax import methods
 
 
-# successors_cifar10's small form is successors' (same units on digits): make test-slow.
+# salun_recipe's small form is successors' units on digits with SalUn's split (make
+# test-slow; `make test-prepare` runs its smoke form on CIFAR archives).
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
-                                  if n == "successors_cifar10" else n for n in EXPERIMENTS])
+                                  if n == "salun_recipe" else n for n in EXPERIMENTS])
 def test_every_experiment_runs_small_and_resumes_without_recomputing(tmp_path, name, capsys):
   module = importlib.import_module(f"experiments.{name}")
   full = module.get_config()
@@ -180,13 +182,23 @@ class TestOverrides:
     exp = _overrides.apply(limited_remain.get_config(), _overrides.parse(_spec.SMOKE),
                            strict=False)   # no grad_mask here: ig_steps reaches no unit
     assert exp.originals["main"].train == {"epochs": 1, "train_limit": 320}
-    assert exp.seeds == (0,)
+    assert exp.seeds == limited_remain.get_config().seeds   # run --smoke keeps the first
     for unit in exp.units:
       assert unit.unlearn["eval_limit"] == _spec.CHEAP_UNLEARN["eval_limit"]
       assert unit.unlearn["epochs"] == (0 if unit.setting == "forget only" else 1)
       assert "ig_steps" not in unit.unlearn
     with pytest.raises(ValueError, match="no unit of limited_remain has that setting"):
       _overrides.apply(limited_remain.get_config(), _overrides.parse(_spec.SMOKE))
+
+  def test_fewer_epochs_keep_a_configs_decays_at_their_fractions(self):
+    from experiments import _overrides, salun_recipe
+    exp = _overrides.apply(salun_recipe.get_config(), _overrides.parse(["train.epochs=2"]))
+    train = exp.originals["main"].train
+    assert train["epochs"] == 2 and train["holdout_seed"] == 1
+    np.testing.assert_allclose(train["decay_epochs"], (91 / 91, 136 / 91))
+    exp = _overrides.apply(salun_recipe.get_config(), _overrides.parse(
+        ["train.epochs=4", "train.decay_epochs=3"]))
+    assert exp.originals["main"].train["decay_epochs"] == (3.0,)
 
   def test_a_method_scoped_override_reaches_that_method_only(self):
     from experiments import _overrides, successors
@@ -272,3 +284,50 @@ def test_the_recipe_table_resolves_what_a_method_leaves_to_the_original():
           "0.9 (original's) | 0.0005 (original's) |") in text
   assert "| class 0 | retrain | 5 | original schedule (0.01) | 128 (original's) |" in text
   assert "pending" not in text
+
+
+def test_the_original_table_says_how_it_was_trained_and_how_well_it_fits():
+  from experiments.report import load, tables
+  trained = {"dataset": "fashion_mnist", "model": "small_cnn", "train_limit": 4000,
+             "epochs": 20, "lr": 0.1, "decay_epochs": [10, 15], "decay_factor": 0.1,
+             "batch_size": 128, "momentum": 0.9, "weight_decay": 1e-4, "augment": False}
+  last = {"train_accuracy": 0.995, "test_accuracy": 0.871}
+  unit = Unit("random 10%", "retrain", "retrain")
+  exp = Experiment("x", "x", {"main": Original("fashion_mnist", "small_cnn")}, (unit,))
+  text = tables.original_table(exp, [load.UnitResult(unit, 0, [], None, None, trained, last)])
+  assert ("| main | fashion_mnist | small_cnn | 4,000 | 20 | 0.1, x0.1 at epochs 10, 15 | 128 "
+          "| 0.9 | 0.0001 | no | 99.50 | 87.10 | 12.4 |") in text
+  assert tables.original_table(exp, []) == "No original has been trained yet."
+
+
+def _finished(setting, method, seed, protocol, original):
+  from experiments.report import load
+  record = {"phase": "finetune", "epoch": 1, "seconds": {"finetune": 1.0}}
+  return load.UnitResult(Unit(setting, method, method), seed, [record],
+                         {"protocol": protocol, "original": original})
+
+
+def test_the_protocol_table_starts_with_the_original_and_counts_the_pairs_told_apart():
+  from experiments.report import tables
+  original = [{"forget_train_accuracy": 0.99, "remain_train_accuracy": 0.99,
+               "test_accuracy": 0.87, "mia_efficacy": 0.02},
+              {"forget_train_accuracy": 0.97, "remain_train_accuracy": 0.99,
+               "test_accuracy": 0.87, "mia_efficacy": 0.04}]
+  ua = {"retrain": (0.12, 0.14), "finetune": (0.02, 0.04), "salun": (0.121, 0.139)}
+  results = [_finished("random 10%", m, s, {"UA": u[s], "RA": 0.99, "TA": 0.87, "MIA": 0.1},
+                       original[s]) for m, u in ua.items() for s in (0, 1)]
+  exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")},
+                   tuple(r.unit for r in results if r.seed == 0), seeds=(0, 1))
+  text = tables.protocol_table(exp, results)
+  rows = [line for line in text.splitlines() if line.startswith("| random")]
+  # UA 1 - 0.99 and 1 - 0.97 (mean 2), MIA 2 and 4 (mean 3); its gap to Retrain's mean
+  # (UA 13, MIA 10) per seed, in points: (|1 - 13| + 0 + 0 + |2 - 10|) / 4 = 5, and 4.
+  assert rows[0] == ("| random 10% | original (no unlearning) | 2.00 ± 1.41 | 99.00 ± 0.00 | "
+                     "87.00 ± 0.00 | 3.00 ± 1.41 | 4.50 ± 0.71 |  | 2 |")
+  assert rows[1].startswith("| random 10% | retrain |")
+  # Gaps per seed: retrain 0.25, 0.25 (sd 0); finetune 2.75, 2.25; salun 0.225, 0.225:
+  # retrain and salun differ by 0.025 with an SE of 0, told apart; finetune from both.
+  assert "random 10%: 3 of 3" in text
+  assert tables.separated_pairs([(None, None, [1.0, 3.0]), (None, None, [2.0, 4.0])]) == (0, 1)
+  assert tables.separated_pairs([(None, None, [1.0, 1.2]), (None, None, [2.0, 2.2])]) == (1, 1)
+  assert tables.separated_pairs([(None, None, [1.0]), (None, None, [2.0, 2.2])]) == (0, 0)

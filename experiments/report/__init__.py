@@ -49,7 +49,10 @@ def build(root: str | pathlib.Path) -> dict[str, Any]:
     fig_path = protocol_figure(exp, results, root / "figure.png")
   if fig_path is not None:
     parts += ["", f"![{exp.figure}]({fig_path.name})"]
-  names = list(exp.tables) + ([] if "protocol" in exp.tables else ["protocol"])
+  # Every report first says how its original was trained and how well it fits; every
+  # report has the protocol's view (at the end, unless the experiment places it).
+  names = [n for n in exp.tables if n != "original"]
+  names = ["original"] + names + ([] if "protocol" in names else ["protocol"])
   for name in names:
     title, fn = TABLES[name]
     parts += ["", f"## {title}", "", fn(exp, results)]

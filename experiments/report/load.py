@@ -22,6 +22,7 @@ class UnitResult:
   summary: dict | None   # None: not finished
   config: dict | None = None   # the unit's config.json (None: not started)
   trained: dict | None = None   # its original's training config.json
+  trained_last: dict | None = None   # its original's last training record (metrics.jsonl)
 
 
 def load_experiment(root: str | pathlib.Path) -> Experiment:
@@ -43,6 +44,8 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
   exp = load_experiment(root)
   trained = {key: _json_or_none(original_dir(root, key) / "config.json")
              for key in exp.originals}
+  last = {key: (checkpoints.read_metrics(original_dir(root, key)) or [None])[-1]
+          for key in exp.originals}
   out = []
   for seed in exp.seeds:
     for unit in exp.units:
@@ -50,7 +53,7 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
       records = checkpoints.read_metrics(d)
       summary = finished_summary(d)
       out.append(UnitResult(unit, seed, records, summary, _json_or_none(d / "config.json"),
-                            trained[unit.original]))
+                            trained[unit.original], last[unit.original]))
   return exp, out
 
 

@@ -237,12 +237,57 @@ PROTOCOL_HEADER = ["setting", "method", "UA", "RA", "TA", "MIA-efficacy", "Avg. 
                    "RTE (s)", "seeds"]
 
 
+def separated_pairs(lines) -> tuple[int, int]:
+  """How many pairs of lines the seeds tell apart: pairs whose mean average gaps differ by
+  more than two standard errors of the difference, sqrt(sd_a^2 / n_a + sd_b^2 / n_b)
+  (ddof=1). Returns (separated, pairs); lines with fewer than two seeds are left out."""
+  stats = []
+  for _, _, gaps in lines:
+    g = [x for x in gaps if x is not None]
+    if len(g) >= 2:
+      stats.append((float(np.mean(g)), float(np.var(g, ddof=1)) / len(g)))
+  pairs = [(a, b) for i, a in enumerate(stats) for b in stats[i + 1:]]
+  return sum(abs(a[0] - b[0]) > 2 * math.sqrt(a[1] + b[1]) for a, b in pairs), len(pairs)
+
+
+def _original_row(setting: str, lines) -> list[str] | None:
+  """The original model's protocol readouts in ``setting`` (what no unlearning gives), from
+  the readouts of it every unit records first, one per seed (the forget set is the seed's),
+  with its gap to Retrain's mean."""
+  ref = next((ps for u, ps, _ in lines if u.method == "retrain"), None)
+  groups = [(u, rs) for u, _, rs in lines if rs]
+  if not groups:
+    return None
+  originals = [(r.seed, r.summary["original"]) for _, rs in groups for r in rs
+               if r.summary.get("original")]
+  if not originals:
+    return None
+  kind = "class" if any(o.get("remain_test_accuracy") is not None
+                        for _, o in originals) else "random"
+  per_seed = {seed: readouts.protocol_readouts(o, setting=kind) for seed, o in originals}
+  ps = [per_seed[k] for k in sorted(per_seed)]
+  ref_mean = None if ref is None else {k: mean_of(p.get(k) for p in ref) for k in PROTOCOL_KEYS}
+  gaps = [None if ref_mean is None else gap_to(p, ref_mean) for p in ps]
+  return ([setting, "original (no unlearning)"] + [mean_std([p.get(k) for p in ps])
+                                                   for k in PROTOCOL_KEYS]
+          + [mean_std(gaps, percent=False), "", str(len(ps))])
+
+
 def protocol_table(exp: Experiment, results) -> str:
-  """The unlearning protocol's table (SalUn, l1-sparse): one row per method."""
-  rows, sweep_rows = [], []
+  """The unlearning protocol's table (SalUn, l1-sparse): the original, then one row per
+  method."""
+  rows, sweep_rows, separation = [], [], []
+  groups = grouped(results)
   for setting in settings_of(exp):
     lines = protocol_lines(exp, results, setting)
-    rows += [_protocol_row(setting, *item) for item in best_of_groups(lines)]
+    original = _original_row(setting, [(u, ps, groups[(setting, u.line)])
+                                       for u, ps, _ in lines])
+    rows += [original] if original else []
+    shown = best_of_groups(lines)
+    rows += [_protocol_row(setting, *item) for item in shown]
+    apart, pairs = separated_pairs(shown)
+    if pairs:
+      separation.append(f"{setting}: {apart} of {pairs}")
     sweep_rows += [_protocol_row(setting, *item) for item in lines if item[0].group]
   if not rows:
     return "No finished unit yet."
@@ -253,6 +298,10 @@ def protocol_table(exp: Experiment, results) -> str:
           "points (std over seeds, each seed against Retrain's mean); RTE = seconds of the "
           "unlearning itself (edit + its training, no evaluation; the first unit of a "
           "process also compiles).\n\n" + markdown_table(PROTOCOL_HEADER, rows))
+  if separation:
+    text += ("\n\nPairs of method lines whose average gaps differ by more than two "
+             "standard errors over seeds (the seeds tell them apart): "
+             + "; ".join(separation) + ".")
   if sweep_rows:
     text += ("\n\nLearning-rate sweeps: every rate run (the table above shows the rate with "
              "the smallest average gap; selecting on the gap to Retrain is the protocol's "
@@ -301,7 +350,44 @@ def recipe_table(exp: Experiment, results) -> str:
                             "weight decay"], rows))
 
 
-TABLES = {"final": ("Final readouts", final_table), "mask_only": ("Mask only", mask_only_table),
+def _schedule(trained: dict) -> str:
+  decays = trained.get("decay_epochs") or ()
+  text = f"{trained['lr']:g}"
+  if decays:
+    text += f", x{trained['decay_factor']:g} at epochs {', '.join(f'{d:g}' for d in decays)}"
+  return text
+
+
+def original_table(exp: Experiment, results) -> str:
+  """How each original model was trained and how well it fits its training set: its
+  recipe, the last epoch's training accuracy (running mean over the epoch's batches) and
+  its test accuracy; a gap of a few points means it memorised little, and forgetting a
+  random subset of its training set is then hard to tell from doing nothing."""
+  rows, seen = [], set()
+  for r in results:
+    key = r.unit.original
+    if key in seen or r.trained is None:
+      continue
+    seen.add(key)
+    t, last = r.trained, r.trained_last or {}
+    train_acc, test_acc = last.get("train_accuracy"), last.get("test_accuracy")
+    fit = (f"{100 * (train_acc - test_acc):.1f}" if None not in (train_acc, test_acc) else "")
+    rows.append([key, t["dataset"], t["model"],
+                 "all" if t.get("train_limit") is None else f"{t['train_limit']:,}",
+                 f"{t['epochs']:g}", _schedule(t), str(t["batch_size"]), f"{t['momentum']:g}",
+                 f"{t['weight_decay']:g}", "yes" if t.get("augment") else "no",
+                 mean_std([train_acc]), mean_std([test_acc]), fit])
+  if not rows:
+    return "No original has been trained yet."
+  return ("The original models as trained (their config.json and last training record); "
+          "train acc is the running mean over the last epoch's batches, in %; gap = train "
+          "- test, in points.\n\n" + markdown_table(
+              ["original", "dataset", "model", "examples", "epochs", "rate", "batch",
+               "momentum", "weight decay", "augment", "train acc", "test acc", "gap"], rows))
+
+
+TABLES = {"original": ("The original model", original_table),
+          "final": ("Final readouts", final_table), "mask_only": ("Mask only", mask_only_table),
           "outliers": ("Outlier deletion", outliers_table),
           "volatility": ("Volatility", volatility_table),
           "seconds": ("Wall time", seconds_table),
