@@ -24,7 +24,7 @@ def _run(trained, digits, workdir, method, progress=False, **kw):
 
 # The progress bar each method's scoring shows (tqdm writes its description to stderr).
 SCORING_BARS = {"fisher_noise": "true Fisher of the remain set",
-                "grad_mask": "integrated gradients, layer 1/", "influence": "conjugate gradients",
+                "grad_mask": "integrated gradients, 2 layers", "influence": "conjugate gradients",
                 "activation_mask": "channel means", "tfidf": "channel means"}
 
 
