@@ -25,7 +25,7 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
         lr-ablation report compare test-prepare test-scale test-long successors salun-cifar10 \
-        bench-scale bench-peers
+        bench-scale bench-peers bench-memory
 
 RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES)) \
            $(if $(UNITS),--units-per-program $(UNITS))
@@ -177,6 +177,11 @@ bench-peers: $(STAMP)
 ## SCALE_ARGS="--cpu-devices 0" on a machine with several GPUs) and the Fisher's peak memory
 ## at N = 1k, 4k, 16k examples: JSON lines and a table.
 SCALE_ARGS ?=
+## The scoring programs' compiled memory (XLA's memory analysis) for the paper's 16 pairs:
+## make bench-memory MEMORY_ARGS="--pairs cifar100/googlenet --passes 'true fisher'"
+bench-memory: $(STAMP)
+	$(BIN)/python benchmarks/bench_memory.py $(MEMORY_ARGS)
+
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py $(SCALE_ARGS)
 

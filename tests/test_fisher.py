@@ -89,7 +89,8 @@ def test_true_fisher_matches_loop_over_classes(cnn_setup, path):
 
 @pytest.mark.parametrize("path", ["per_layer", "vmap"])
 def test_true_fisher_of_many_classes_loops_over_class_chunks_exactly(path):
-  """23 classes: two full chunks of 10 and a padded one of 3, against the float64 loop."""
+  """23 classes: more than one batched pass takes, so a loop over them, against the
+  float64 loop."""
   model = TinyCNN(num_classes=23)
   x = jax.random.normal(jax.random.key(5), (5, 6, 6, 2))
   y = jax.random.randint(jax.random.key(6), (5,), 0, 23)
@@ -100,6 +101,15 @@ def test_true_fisher_of_many_classes_loops_over_class_chunks_exactly(path):
   # The loop really runs: the compiled program has a while loop over the chunks.
   text = jax.jit(lambda p: fd(p, {"image": x, "label": y})).lower(params).as_text()
   assert "while" in text
+
+
+@pytest.mark.parametrize("per_step", [1, 3, 10])
+def test_the_class_loop_sums_every_class_once_and_pads_with_zeros(per_step):
+  from fmjax.fisher._classes import class_chunked
+  weights = jnp.arange(1.0, 24.0)   # 23 classes
+  got = class_chunked(lambda c: jnp.sum(jax.nn.one_hot(c, 23) @ weights), 23, chunk=10,
+                      per_step=per_step)
+  assert float(got) == float(weights.sum())
 
 
 @pytest.mark.parametrize("path", ["per_layer", "vmap"])

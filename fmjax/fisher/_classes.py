@@ -15,23 +15,29 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Classes per batched backward pass; more classes loop (memory independent of the count).
+# Up to CLASS_CHUNK classes go in one batched backward pass; more loop, CLASSES_PER_STEP
+# classes a step: the memory then holds one class's output gradients, whatever the count
+# (measured with `make bench-memory`: GoogLeNet on CIFAR-100 needed 79 GB of temporaries
+# at 10 classes a step).
 CLASS_CHUNK = 10
+CLASSES_PER_STEP = 1
 
 
-def class_chunked(fn, num_classes: int, chunk: int = CLASS_CHUNK) -> Any:
-  """``fn(arange(K))`` computed ``chunk`` classes at a time and summed.
+def class_chunked(fn, num_classes: int, chunk: int = CLASS_CHUNK,
+                  per_step: int = CLASSES_PER_STEP) -> Any:
+  """``fn(arange(K))``: one call for up to ``chunk`` classes, else summed over a loop.
 
   ``fn`` maps class indices ``[k]`` to a pytree that is a sum over those classes; an index
-  equal to ``num_classes`` pads the last chunk and must contribute zero (``one_hot`` of it
+  equal to ``num_classes`` pads the last step and must contribute zero (``one_hot`` of it
   is a zero row). Up to ``chunk`` classes make one call, the plain program; more loop in a
-  ``lax.scan``, so the memory of the true Fisher does not grow with the number of classes
-  (a 100-class head would otherwise hold [100, B, ...] output gradients per layer).
+  ``lax.scan`` of ``per_step`` classes a step, so the memory of the true Fisher does not
+  grow with the number of classes (a 100-class head would otherwise hold
+  [100, B, ...] output gradients per layer).
   """
   if num_classes <= chunk:
     return fn(jnp.arange(num_classes))
-  n = -(-num_classes // chunk)
-  blocks = jnp.minimum(jnp.arange(n * chunk), num_classes).reshape(n, chunk)
+  n = -(-num_classes // per_step)
+  blocks = jnp.minimum(jnp.arange(n * per_step), num_classes).reshape(n, per_step)
   total, _ = lax.scan(lambda acc, c: (jax.tree.map(jnp.add, acc, fn(c)), None), fn(blocks[0]),
                       blocks[1:])
   return total
