@@ -1,6 +1,6 @@
 """The paper's method and its successors under the field's protocol, on a CPU.
 
-Run (offline; 45 to 80 minutes on the project's 2-core CPU)::
+Run (offline; under an hour on the project's 2-core CPU)::
 
     make successors
 
@@ -9,22 +9,32 @@ set across classes), every method fmjax has: the paper's nine and its six
 successors (SSD twice: with its code's batch importance and with fmjax's
 exact per-example Fisher), two seeds, reported in the protocol's layout (UA,
 RA, TA, MIA-efficacy, RTE and the average gap to Retrain;
-:func:`experiments.report.tables.protocol_table`).
+:func:`experiments.report.tables.protocol_table`), the original's own row
+first.
 
-Model and data are the offline default's (:mod:`experiments.fashion_offline`):
-the small CNN trained on the first 10,000 real Fashion-MNIST images for 5
-epochs at lr 0.01. The CPU budget caps every training method at 5 epochs
-(the paper's methods fine-tune S = T = 5 epochs; the successors' published
-10 epochs become 5, SCRUB keeps its 3). Every successor otherwise runs at its
-authors' recipe (batch size, momentum, weight decay and rate: the method's
-own defaults, :mod:`fmjax.methods`), except where ``--lr-grid`` sweeps the
+The original MEMORISES, as the protocol's ResNet-18 on CIFAR-10 does
+(:data:`MEMORISING`): the small CNN trained on the first 4,000 real
+Fashion-MNIST images for 20 epochs at lr 0.01 (x0.1 after epoch 15) fits
+its training set (99.6% in its last epoch) far better than the test set
+(87.0%), so forgetting a random 10% has a target: Retrain misclassifies
+about 13% of the forgotten images, the original under 1%. (The offline
+default's original, 5 epochs on 10,000 images, reaches 90.5% / 85.4%: there
+doing nothing lands within two points of Retrain on random forgetting.)
+
+The CPU budget caps every training method at 5 epochs (the paper's methods
+fine-tune S = 5 epochs with the original's schedule replayed; the
+successors' published 10 epochs become 5, SCRUB keeps its 3); Retrain
+trains the original's 20. Every successor otherwise runs at its authors'
+recipe (batch size, momentum, weight decay and rate: the method's own
+defaults, :mod:`fmjax.methods`), except where ``--lr-grid`` sweeps the
 rate: by default SalUn and random labels at their README's 0.013 and its
 earlier 0.1, SCRUB at its 5e-4 and the original model's 0.01, and the report
-picks the best by the average gap. Readouts use at most 2,000
-training examples per set; no relearn readout (not part of the protocol).
+picks the best by the average gap. Readouts use at most 2,000 training
+examples per set; no relearn readout (not part of the protocol).
 
-``get_config(dataset=..., model=...)`` is the same protocol for any pair:
-:mod:`experiments.successors_cifar10` is CIFAR-10 with ResNet-18.
+``get_config(dataset=..., model=...)`` is the same protocol for any pair
+(with that dataset's default training); :mod:`experiments.salun_recipe` is
+the published CIFAR-10 recipe.
 """
 
 from __future__ import annotations
@@ -34,7 +44,9 @@ from fmjax.methods import defaults, get_method, tagged
 from fmjax.unlearning import for_method
 
 PAPER_METHODS, SUCCESSORS = tagged("paper"), tagged("successor")   # in the registry's order
-TRAIN = {"epochs": 5, "train_limit": 10_000}
+# The memorising original (train accuracy >= 99%, test ~87%): 4,000 images, 20 epochs at
+# the MNIST rate 0.01 and a tenth of it for the last 5.
+MEMORISING = {"epochs": 20, "decay_epochs": (15,), "train_limit": 4_000}
 # Shared by every unit whose method has the setting (score_limit: the scoring methods).
 UNLEARN = {"eval_limit": 2_000, "relearn_epochs": 0, "score_limit": 5_000,
            "hessian_examples": 1_024}
@@ -78,7 +90,7 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
     lr_grid: learning-rate grids per method (default :data:`LR_GRID`, none in the
       small form; {} none).
   """
-  train = {**TRAIN, **(train or {})} if dataset == "fashion_mnist" else dict(train or {})
+  train = {**MEMORISING, **(train or {})} if dataset == "fashion_mnist" else dict(train or {})
   unlearn = {**({} if small else UNLEARN), **(unlearn or {})}
   all_units = []
   # The smoke form: Retrain, FisherMask and the successors (class_removal's smoke form
@@ -90,7 +102,8 @@ def get_config(dataset: str = "fashion_mnist", model: str = "small_cnn", *,
                   for u in units(setting, forget, max_epochs=max_epochs, methods=methods)]
   exp = Experiment(
       name="successors",
-      title=f"FisherMask and its successors under the unlearning protocol: {dataset}, {model}",
+      title=(f"FisherMask and its successors under the unlearning protocol: {dataset}, {model}"
+             + (", a memorising original" if train == MEMORISING else "")),
       originals={"main": Original(dataset, model, train)}, units=tuple(all_units),
       seeds=tuple(seeds), tables=("protocol", "recipes", "seconds"), figure="protocol")
   exp = sweep_lr(exp, (({} if small else LR_GRID) if lr_grid is None else lr_grid))
