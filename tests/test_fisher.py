@@ -107,7 +107,7 @@ def test_true_fisher_of_many_classes_loops_over_class_chunks_exactly(path):
 def test_the_class_loop_sums_every_class_once_and_pads_with_zeros(per_step):
   from fmjax.fisher._classes import class_chunked
   weights = jnp.arange(1.0, 24.0)   # 23 classes
-  got = class_chunked(lambda c: jnp.sum(jax.nn.one_hot(c, 23) @ weights), 23, chunk=10,
+  got = class_chunked(lambda c: jnp.sum(jax.nn.one_hot(c, 23) @ weights), 23,
                       per_step=per_step)
   assert float(got) == float(weights.sum())
 

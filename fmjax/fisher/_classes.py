@@ -23,19 +23,16 @@ CLASS_CHUNK = 10
 CLASSES_PER_STEP = 1
 
 
-def class_chunked(fn, num_classes: int, chunk: int = CLASS_CHUNK,
-                  per_step: int = CLASSES_PER_STEP) -> Any:
-  """``fn(arange(K))``: one call for up to ``chunk`` classes, else summed over a loop.
+def class_chunked(fn, num_classes: int, per_step: int = CLASSES_PER_STEP) -> Any:
+  """``fn(arange(K))`` summed over a loop of ``per_step`` classes a step.
 
   ``fn`` maps class indices ``[k]`` to a pytree that is a sum over those classes; an index
   equal to ``num_classes`` pads the last step and must contribute zero (``one_hot`` of it
-  is a zero row). Up to ``chunk`` classes make one call, the plain program; more loop in a
-  ``lax.scan`` of ``per_step`` classes a step, so the memory of the true Fisher does not
+  is a zero row). The callers batch up to :data:`CLASS_CHUNK` classes in one pass (their
+  programs of before) and loop here above it, so the memory of the true Fisher does not
   grow with the number of classes (a 100-class head would otherwise hold
   [100, B, ...] output gradients per layer).
   """
-  if num_classes <= chunk:
-    return fn(jnp.arange(num_classes))
   n = -(-num_classes // per_step)
   blocks = jnp.minimum(jnp.arange(n * per_step), num_classes).reshape(n, per_step)
   total, _ = lax.scan(lambda acc, c: (jax.tree.map(jnp.add, acc, fn(c)), None), fn(blocks[0]),

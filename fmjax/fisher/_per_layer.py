@@ -271,14 +271,13 @@ def sq_grad_sum(model: nn.Module, apply_kwargs: Mapping, variables: Mapping,
   else:
     probs = lax.stop_gradient(jnp.exp(log_probs))                  # [B, K]
     scale = jnp.sqrt(probs * w[:, None])                            # [B, K]
-    def of_classes(c):   # classes c [k]: cotangents sqrt(p_c w) e_c, [k, B, K]
-      return squares(jax.nn.one_hot(c, num_classes, dtype=acc_dtype)[:, None, :]
-                     * scale.T[c][:, :, None])
     if num_classes <= CLASS_CHUNK:   # all classes in one batched pass
       eye = jnp.eye(num_classes, dtype=acc_dtype)                   # [K(c), K]
       flat = squares(eye[:, None, :] * scale.T[:, :, None])         # [K(c), B, K]
-    else:
-      flat = class_chunked(of_classes, num_classes)
+    else:   # classes c [k] a step: cotangents sqrt(p_c w) e_c, [k, B, K]
+      flat = class_chunked(lambda c: squares(jax.nn.one_hot(c, num_classes, dtype=acc_dtype)
+                                             [:, None, :] * scale.T[c][:, :, None]),
+                           num_classes)
   leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
   ordered = [flat[tuple(str(getattr(k, "key", k)) for k in kp)] for kp, _ in leaves_with_paths]
   return jax.tree_util.tree_unflatten(treedef, ordered)

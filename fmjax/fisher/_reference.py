@@ -61,7 +61,7 @@ def sq_grad_sum(logits_fn: LogitsFn, params: Any, images: jax.Array, labels: jax
       return jax.tree.map(
           lambda j: w * jnp.tensordot(pc, jnp.square(j.astype(acc_dtype)), axes=1), jac)
     # More classes: chunks of them in a loop, so memory does not grow with the class count.
-    return class_chunked(of_classes, num_classes, class_chunk)
+    return class_chunked(of_classes, num_classes)
 
   per_example = jax.vmap(one_example)(images, labels, weights.astype(acc_dtype))
   return jax.tree.map(lambda t: t.sum(axis=0), per_example)
