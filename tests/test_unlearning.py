@@ -86,6 +86,31 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, trained, digit
   assert again.records == resumed.records
 
 
+def test_last_epoch_readouts_only_skip_the_middle_and_change_no_number(tmp_path, trained,
+                                                                       digits):
+  kw = {"epochs": 3, "relearn_epochs": 0, "mia": True}
+  every = unlearning.unlearn(unlearning.make_config(trained, "fisher_mask", **kw),
+                             tmp_path / "all", dataset=digits, progress=False)
+  config = unlearning.make_config(trained, "fisher_mask", eval_epochs="last", **kw)
+  last = unlearning.unlearn(config, tmp_path / "last", dataset=digits, progress=False)
+  for a, b in zip(jax.tree.leaves(every.state.params), jax.tree.leaves(last.state.params),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
+  readout = set(every.records[-1]) - {"seconds"}
+  # The original's, the edit's and the last epoch's readouts are there, and equal ...
+  for i in (0, 1, 4):
+    assert {k: last.records[i][k] for k in readout if k in every.records[i]} == {
+        k: every.records[i][k] for k in readout if k in every.records[i]}
+  # ... epochs 1 and 2 carry their loss and rate, no readout; no curve, no volatility.
+  for r in last.records[2:4]:
+    assert "test_accuracy" not in r and "mia_efficacy" not in r and "train_loss" in r
+  assert last.summary["final"] == every.summary["final"]
+  assert last.summary["protocol"] == every.summary["protocol"]
+  assert "volatility" not in last.summary and "volatility" in every.summary
+  with pytest.raises(ValueError, match="eval_epochs .--eval-epochs. must be 'all'"):
+    unlearning.make_config(trained, "fisher_mask", eval_epochs="every")
+
+
 def test_outliers_and_no_remain_settings(tmp_path, digits):
   config = training.default_config("digits", "small_cnn", epochs=2, batch_size=64, lr=0.05,
                                    noise_fraction=0.2)

@@ -49,6 +49,10 @@ class UnlearnConfig:
     no_remain: methods see no remain data at all (forget data only).
     seed: seeds the edit's key, data subsets and training order.
     eval_limit: remain/forget training examples evaluated per readout.
+    eval_epochs: 'all': a readout after every fine-tuning epoch (the curves, the
+      volatility); 'last': only after the last (and of the original model and after
+      the edit), for tables of final numbers at a fraction of the cost. The model
+      and every number of the last epoch are the same either way.
     mia: membership-inference readout.
     relearn_epochs: max epochs of the relearn readout (0: skip it).
     relearn_threshold: forget-set loss that counts as relearned; None = the
@@ -68,6 +72,7 @@ class UnlearnConfig:
   no_remain: bool = False
   seed: int = 0
   eval_limit: int | None = 10_000
+  eval_epochs: Literal["all", "last"] = "all"
   mia: bool = True
   relearn_epochs: int = 10
   relearn_threshold: float | None = None
@@ -81,6 +86,9 @@ class UnlearnConfig:
                        f"{self.method!r}.")
     _checks.check_fields(self, {"remain_limit": ">=1", "eval_limit": ">=1",
                                 "relearn_epochs": ">=0", "relearn_threshold": ">0"})
+    if self.eval_epochs not in ("all", "last"):
+      raise ValueError(f"eval_epochs (--eval-epochs) must be 'all' (a readout every epoch) or "
+                       f"'last' (only the final model), got {self.eval_epochs!r}.")
     if self.split not in (None, "salun"):
       raise ValueError(f"split (--split) must be 'salun' or None (fmjax's splits), got "
                        f"{self.split!r}.")

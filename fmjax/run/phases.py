@@ -126,10 +126,12 @@ def finetune_phase(run: RunContext, state: TrainState, mask: Any, freeze: Any, f
 def commit_epoch(run: RunContext, state: TrainState, mask: Any, freeze: Any, epoch: int,
                   m: dict, lr: float, seconds: dict, records: list[dict],
                   extra: dict | None = None) -> None:
-  """Evaluates the state after ``epoch``, records it and commits its checkpoint."""
+  """Evaluates the state after ``epoch`` (with ``eval_epochs='last'`` only the last
+  epoch's), records it and commits its checkpoint."""
   check_finite_state(state)
   start = time.perf_counter()
-  out = run.evaluator(state.params, state.model_state)
+  skip = run.config.eval_epochs == "last" and epoch < run.epochs
+  out = {} if skip else run.evaluator(state.params, state.model_state)
   record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"], "lr": lr,
             **(extra or {}),
             "seconds": {**seconds, "evaluate": time.perf_counter() - start}}
@@ -137,7 +139,8 @@ def commit_epoch(run: RunContext, state: TrainState, mask: Any, freeze: Any, epo
   records.append(record)
   run.ckpt.commit(epoch, checkpoint_tree(run, state, mask, freeze), records)
   crash_point(f"unlearn.epoch.{epoch}")
-  run.say(f"epoch {epoch}/{run.epochs}: {record_line(out)}")
+  shown = record_line(out) if out else f"train loss {float(m['loss']):.4f} (no readout)"
+  run.say(f"epoch {epoch}/{run.epochs}: {shown}")
 
 
 def stacked_finetune_phase(units: list[Unit], first: int, last: int) -> None:

@@ -39,10 +39,11 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
                    if k not in ("phase", "epoch", "seconds", "info", "masked_layers",
                                 "stacked_units")},
          "seconds": seconds}
+  curves = config.eval_epochs == "all"   # else only the edit's and the last readout
   for name, kind in (("forget_test_accuracy", "forget"), ("remain_test_accuracy", "remain"),
                      ("test_accuracy", "remain"), ("noise_accuracy", "remain")):
     values = [r.get(name) for r in curve]
-    if any(v is not None for v in values):
+    if curves and any(v is not None for v in values):
       out.setdefault("volatility", {})[name] = readouts.volatility(values, kind=kind)
   for name in ("test_accuracy", "noise_accuracy"):
     values = [r[name] for r in curve if r.get(name) is not None]
