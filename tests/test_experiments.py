@@ -328,6 +328,9 @@ def test_the_protocol_table_starts_with_the_original_and_counts_the_pairs_told_a
   # Gaps per seed: retrain 0.25, 0.25 (sd 0); finetune 2.75, 2.25; salun 0.225, 0.225:
   # retrain and salun differ by 0.025 with an SE of 0, told apart; finetune from both.
   assert "random 10%: 3 of 3" in text
+  ps, gaps = tables.original_protocol(exp, results, "random 10%")
+  assert gaps == pytest.approx([5.0, 4.0]) and [p["MIA"] for p in ps] == [0.02, 0.04]
+  assert tables.original_protocol(exp, results, "class 0") is None
   assert tables.separated_pairs([(None, None, [1.0, 3.0]), (None, None, [2.0, 4.0])]) == (0, 1)
   assert tables.separated_pairs([(None, None, [1.0, 1.2]), (None, None, [2.0, 2.2])]) == (1, 1)
   assert tables.separated_pairs([(None, None, [1.0]), (None, None, [2.0, 2.2])]) == (0, 0)

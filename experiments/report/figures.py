@@ -10,7 +10,14 @@ import numpy as np
 
 from experiments._spec import Experiment
 from experiments.report.load import grouped, settings_of
-from experiments.report.tables import LABELS, best_of_groups, mean_of, protocol_lines, sd_of
+from experiments.report.tables import (
+  LABELS,
+  best_of_groups,
+  mean_of,
+  original_protocol,
+  protocol_lines,
+  sd_of,
+)
 from fmjax.methods import get_method
 
 
@@ -178,10 +185,12 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
 
   Bars: mean over seeds with one standard deviation; the paper's methods in
   blue (FisherMask dark and bold), its successors in orange; a sweep group
-  shows its best rate. The RTE in seconds is written at the end of each bar.
+  shows its best rate. The RTE in seconds is written at the end of each bar; a dashed
+  line marks the original model's own gap (doing nothing).
   """
   import matplotlib
   matplotlib.use("Agg")
+  import matplotlib.lines
   import matplotlib.patches
   import matplotlib.pyplot as plt
   import matplotlib.ticker
@@ -191,14 +200,17 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
     items = [x for x in best_of_groups(protocol_lines(exp, results, setting))
              if x[0].method != "retrain" and mean_of(x[2]) is not None]
     if items:
-      panels.append((setting, sorted(items, key=lambda x: -mean_of(x[2]))))
+      found = original_protocol(exp, results, setting)
+      panels.append((setting, sorted(items, key=lambda x: -mean_of(x[2])),
+                     None if found is None else mean_of(found[1])))
   if not panels:
     return None
-  height = 0.32 * max(len(items) for _, items in panels) + 1.6
+  height = 0.32 * max(len(items) for _, items, _ in panels) + 1.6
   fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels) + 0.6, height),
                            squeeze=False)
-  top = max(mean_of(x[2]) + sd_of(x[2]) for _, items in panels for x in items)
-  for ax, (setting, items) in zip(axes[0], panels, strict=True):
+  top = max([mean_of(x[2]) + sd_of(x[2]) for _, items, _ in panels for x in items]
+            + [g for _, _, g in panels if g is not None])
+  for ax, (setting, items, original) in zip(axes[0], panels, strict=True):
     y = np.arange(len(items))
     means = [mean_of(x[2]) for x in items]
     errs = [sd_of(x[2]) for x in items]
@@ -217,6 +229,10 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
       rte = mean_of(p.get("RTE") for p in item[1])
       ax.text((m + e) * 1.08, yi, f"{rte:.1f}s" if rte < 10 else f"{rte:.0f}s",
               va="center", fontsize=7, color="dimgray")
+    if original is not None:
+      ax.axvline(original, color="black", ls="--", lw=1)
+      ax.text(original, len(items) - 0.4, f" original: {original:.1f}", fontsize=7.5,
+              va="bottom", ha="center")
     ax.set_xscale("log")
     ax.set_xlim(min(0.5 * min(means), 0.5), top * 3)
     ax.set_title(setting, fontsize=10)
@@ -226,7 +242,10 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
   handles = [matplotlib.patches.Patch(color=c, label=t) for c, t in
              (("tab:blue", "FisherMask (the paper)"), ("#8fb3d9", "the paper's baselines"),
               ("tab:orange", "successors"))]
-  fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False)
+  handles.append(matplotlib.lines.Line2D([], [], color="black", ls="--", lw=1,
+                                         label="the original, no unlearning"))
+  fig.legend(handles=handles, loc="lower center", ncol=4 if len(panels) > 1 else 2,
+             fontsize=8.5, frameon=False)
   fig.suptitle(_title(exp.title + " (shorter is closer to Retrain; RTE at the bar's end)",
                       int((5.4 * len(panels) + 0.6) * 9)), fontsize=10.5)
   fig.tight_layout(rect=(0, 0.06, 1, 0.95))

@@ -250,16 +250,16 @@ def separated_pairs(lines) -> tuple[int, int]:
   return sum(abs(a[0] - b[0]) > 2 * math.sqrt(a[1] + b[1]) for a, b in pairs), len(pairs)
 
 
-def _original_row(setting: str, lines) -> list[str] | None:
-  """The original model's protocol readouts in ``setting`` (what no unlearning gives), from
-  the readouts of it every unit records first, one per seed (the forget set is the seed's),
-  with its gap to Retrain's mean."""
+def original_protocol(exp: Experiment, results, setting: str
+                      ) -> tuple[list[dict], list[float | None]] | None:
+  """The original model's protocol readouts in ``setting`` (what no unlearning gives), one
+  per seed (the forget set is the seed's), from the readouts of it every unit records first,
+  and each seed's gap to Retrain's mean (None without Retrain); None without any unit."""
+  groups = grouped(results)
+  lines = protocol_lines(exp, results, setting)
   ref = next((ps for u, ps, _ in lines if u.method == "retrain"), None)
-  groups = [(u, rs) for u, _, rs in lines if rs]
-  if not groups:
-    return None
-  originals = [(r.seed, r.summary["original"]) for _, rs in groups for r in rs
-               if r.summary.get("original")]
+  originals = [(r.seed, r.summary["original"]) for u, _, _ in lines
+               for r in groups[(setting, u.line)] if r.summary.get("original")]
   if not originals:
     return None
   kind = "class" if any(o.get("remain_test_accuracy") is not None
@@ -267,7 +267,14 @@ def _original_row(setting: str, lines) -> list[str] | None:
   per_seed = {seed: readouts.protocol_readouts(o, setting=kind) for seed, o in originals}
   ps = [per_seed[k] for k in sorted(per_seed)]
   ref_mean = None if ref is None else {k: mean_of(p.get(k) for p in ref) for k in PROTOCOL_KEYS}
-  gaps = [None if ref_mean is None else gap_to(p, ref_mean) for p in ps]
+  return ps, [None if ref_mean is None else gap_to(p, ref_mean) for p in ps]
+
+
+def _original_row(exp: Experiment, results, setting: str) -> list[str] | None:
+  found = original_protocol(exp, results, setting)
+  if found is None:
+    return None
+  ps, gaps = found
   return ([setting, "original (no unlearning)"] + [mean_std([p.get(k) for p in ps])
                                                    for k in PROTOCOL_KEYS]
           + [mean_std(gaps, percent=False), "", str(len(ps))])
@@ -277,11 +284,9 @@ def protocol_table(exp: Experiment, results) -> str:
   """The unlearning protocol's table (SalUn, l1-sparse): the original, then one row per
   method."""
   rows, sweep_rows, separation = [], [], []
-  groups = grouped(results)
   for setting in settings_of(exp):
     lines = protocol_lines(exp, results, setting)
-    original = _original_row(setting, [(u, ps, groups[(setting, u.line)])
-                                       for u, ps, _ in lines])
+    original = _original_row(exp, results, setting)
     rows += [original] if original else []
     shown = best_of_groups(lines)
     rows += [_protocol_row(setting, *item) for item in shown]
