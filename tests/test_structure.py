@@ -85,7 +85,7 @@ LAYERS = (
     ("core", ("data", "models", "schedules", "masks", "fisher", "steps", "evaluation",
               "checkpoints")),
     ("training", ("procedures", "runner", "finetuning", "training")),
-    ("unlearn", ("task", "readouts", "methods")),
+    ("unlearn", ("task", "readouts", "privacy", "methods")),
     ("run", ("run", "unlearning")),
     ("entry", ("__init__", "__main__")),
 )
