@@ -10,6 +10,7 @@ is reached (e.g. in the second unit of an experiment). Points are named
   after its evaluation; ``train.epoch.<epoch>`` after its commit;
 * ``unlearn.before_commit.<epoch>`` and ``unlearn.epoch.<epoch>`` likewise
   (epoch 0 is the edit), ``unlearn.relearn`` after the relearn record,
+  ``unlearn.confidences`` after confidences.npz and its record,
   ``unlearn.summary`` after summary.json.
 
 Unset, a point costs one environment look-up.

@@ -36,6 +36,7 @@ import logging
 import os
 import pathlib
 import sys
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -131,6 +132,35 @@ def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
   else:
     write_json(path, config)
   return workdir
+
+
+def write_arrays(path: str | pathlib.Path, arrays: Mapping[str, np.ndarray]) -> str:
+  """Writes named arrays as one ``.npz`` atomically (temporary file, fsync, rename) and
+  returns their :func:`tree_checksum`, which :func:`read_arrays` verifies."""
+  path = pathlib.Path(path)
+  arrays = {k: np.asarray(v) for k, v in arrays.items()}
+  if distributed.is_writer():
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    tmp.replace(path)
+  return tree_checksum(arrays)
+
+
+def read_arrays(path: str | pathlib.Path, sha256: str, *, fix: str) -> dict[str, np.ndarray]:
+  """The arrays :func:`write_arrays` wrote to ``path``; a missing, damaged or different
+  file raises ValueError naming it and ``fix``."""
+  path = pathlib.Path(path)
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in f.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
+  if tree_checksum(arrays) != sha256:
+    raise ValueError(f"{path} does not match the checksum its run recorded; {fix}")
+  return arrays
 
 
 def tree_checksum(tree: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
-from fmjax import evaluation
+from fmjax import evaluation, privacy
 from fmjax.task import UnlearnTask
 
 
@@ -222,6 +222,24 @@ class Evaluator:
       out["mia_efficacy"] = svc_mia_efficacy(
           _confidence(remain, remain_y), _confidence(test[nonmember], t.test_labels[nonmember]),
           _confidence(forget, forget_y), seed=self.seed)
+    return out
+
+
+  def confidences(self, params: Any, model_state: Any) -> dict[str, np.ndarray]:
+    """Per-example logit-scaled confidences (:func:`fmjax.privacy.logit_confidence`,
+    float32) of the model on the evaluated D_f, the evaluated sample of D_r and the whole
+    test set, and the training-set indices of the first two: ``forget``, ``remain``,
+    ``test``, ``forget_index``, ``remain_index``."""
+    t = self.task
+    out = {}
+    views = (("forget", self.forget_idx), ("remain", self.remain_idx), ("test", None))
+    for name, idx in views:
+      images, labels = ((t.test_images, t.test_labels) if idx is None
+                        else (t.images[idx], t.labels[idx]))
+      logits = self.logits(params, model_state, images)
+      out[name] = privacy.logit_confidence(logits, np.asarray(labels)).astype(np.float32)
+    out["forget_index"] = np.asarray(self.forget_idx, np.int64)
+    out["remain_index"] = np.asarray(self.remain_idx, np.int64)
     return out
 
 

@@ -30,7 +30,7 @@ TIMING = ("seconds", "examples_per_s")
 TRAIN = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "3",
          "--batch-size", "64", "--lr", "0.05", "--decay-epochs", "2", "--augment", "--quiet"]
 UNLEARN = ["unlearn", "--method", "fisher_mask", "--epochs", "2", "--relearn-epochs", "1",
-           "--eval-limit", "200", "--score-limit", "200", "--quiet"]
+           "--eval-limit", "200", "--score-limit", "200", "--confidences", "--quiet"]
 
 
 def fmjax(args, crash=None, timeout=300):
@@ -94,6 +94,7 @@ def test_train_killed_at_each_boundary(tmp_path, reference, digits, point):
                                    pytest.param("unlearn.epoch.0", marks=SLOW),
                                    pytest.param("unlearn.before_commit.2", marks=SLOW),
                                    "unlearn.epoch.2", "unlearn.relearn",
+                                   "unlearn.confidences",
                                    pytest.param("unlearn.summary", marks=SLOW)])
 def test_unlearn_killed_at_each_boundary(tmp_path, reference, point):
   workdir = tmp_path / "unlearn"
@@ -104,7 +105,7 @@ def test_unlearn_killed_at_each_boundary(tmp_path, reference, point):
   rerun = fmjax(args)
   assert rerun.returncode == 0, rerun.stderr
   after = checkpoints.read_metrics(workdir)
-  committed = [r for r in before if r["phase"] != "relearn"]
+  committed = [r for r in before if r["phase"] not in ("relearn", "confidences")]
   assert after[:len(committed)] == committed
   want = reference / "unlearn"
   assert untimed(after) == untimed(checkpoints.read_metrics(want))
@@ -120,6 +121,8 @@ def test_unlearn_killed_at_each_boundary(tmp_path, reference, point):
   ckpt_b = (want / "checkpoints" / "2" / "records" / "metadata")
   checksum = json.loads(ckpt_a.read_text())["checksum"]
   assert checksum == json.loads(ckpt_b.read_text())["checksum"]
+  np.testing.assert_equal(dict(np.load(workdir / "confidences.npz")),
+                          dict(np.load(want / "confidences.npz")))
 
 
 def test_an_experiment_killed_in_its_second_unit(tmp_path):

@@ -111,6 +111,47 @@ def test_last_epoch_readouts_only_skip_the_middle_and_change_no_number(tmp_path,
     unlearning.make_config(trained, "fisher_mask", eval_epochs="every")
 
 
+def test_an_ensemble_shares_its_forget_set_and_stores_each_models_confidences(
+    tmp_path, trained, digits):
+  from fmjax import evaluation, models, privacy
+  kw = {"epochs": 1, "relearn_epochs": 0, "mia": False, "forget_classes": None,
+        "forget_random": 0.1, "forget_seed": 5, "eval_limit": 100, "confidences": True}
+  runs = [unlearning.unlearn(unlearning.make_config(trained, "finetune", seed=s, **kw),
+                             tmp_path / str(s), dataset=digits, progress=False)
+          for s in (1, 2)]
+  stored = [dict(np.load(tmp_path / str(s) / "confidences.npz")) for s in (1, 2)]
+  # One forget set and one remain sample for both seeds: forget_seed draws them.
+  np.testing.assert_array_equal(stored[0]["forget_index"], stored[1]["forget_index"])
+  np.testing.assert_array_equal(stored[0]["remain_index"], stored[1]["remain_index"])
+  assert stored[0]["forget_index"].size == stored[0]["forget"].size == 100   # eval_limit
+  # The stored numbers are the final model's, recomputed here from its weights.
+  state, idx = runs[0].state, stored[0]["forget_index"]
+  images = evaluation.normalize(digits.train_images[idx], digits.mean, digits.std)
+  logits = models.get_model("small_cnn", digits.num_classes).apply(
+      {"params": state.params, **state.model_state}, images, train=False)
+  np.testing.assert_allclose(stored[0]["forget"],
+                             privacy.logit_confidence(np.asarray(logits),
+                                                      digits.train_labels[idx]), rtol=1e-4,
+                             atol=1e-4)
+  assert not np.array_equal(stored[0]["forget"], stored[1]["forget"])   # two models
+  rec = runs[0].summary["confidences"]
+  assert rec["file"] == "confidences.npz" and rec["examples"]["test"] == len(digits.test_labels)
+  # A damaged file is rewritten by the next run, identical; a run without forget_seed
+  # draws its forget set with its own seed.
+  (tmp_path / "1" / "confidences.npz").write_bytes(b"damaged")
+  again = unlearning.unlearn(unlearning.make_config(trained, "finetune", seed=1, **kw),
+                             tmp_path / "1", dataset=digits, progress=False)
+  np.testing.assert_equal(dict(np.load(tmp_path / "1" / "confidences.npz")), stored[0])
+  assert ({k: v for k, v in again.summary.items() if k != "seconds"}
+          == {k: v for k, v in runs[0].summary.items() if k != "seconds"})
+  own = unlearning.unlearn(unlearning.make_config(trained, "finetune", seed=1,
+                                                  **{**kw, "forget_seed": None}),
+                           tmp_path / "own", dataset=digits, progress=False)
+  assert not np.array_equal(np.load(tmp_path / "own" / "confidences.npz")["forget_index"],
+                            stored[0]["forget_index"])
+  assert own.summary["confidences"]["sha256"] != rec["sha256"]
+
+
 def test_outliers_and_no_remain_settings(tmp_path, digits):
   config = training.default_config("digits", "small_cnn", epochs=2, batch_size=64, lr=0.05,
                                    noise_fraction=0.2)

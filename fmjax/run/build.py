@@ -33,16 +33,17 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
     # seed, whatever hold-out the original was trained without.
     train_cfg = dataclasses.replace(train_cfg, holdout_seed=config.seed)
   images, labels, outliers = training.training_set(train_cfg, ds)
+  draw = config.seed if config.forget_seed is None else config.forget_seed
   if config.forget_random is not None:
     if outliers is not None:
       raise ValueError("this model was trained with outliers (noise_fraction="
                        f"{train_cfg.noise_fraction}); its forget set is the outliers: omit "
                        "forget_random.")
     if config.split == "salun":
-      split = data.salun_forget(labels, config.seed - 1,
+      split = data.salun_forget(labels, draw - 1,
                                 round(config.forget_random * len(labels)))
     else:
-      split = data.random_split(len(labels), config.forget_random, config.seed)
+      split = data.random_split(len(labels), config.forget_random, draw)
     forget, remain_all = split.forget, split.remain
     classes, true_labels = None, None
   elif config.forget_classes is None:
@@ -63,7 +64,7 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
                        "the forget classes.")
     split = data.class_split(labels, config.forget_classes)
     if config.split == "salun":   # its draw of the whole class: the same set
-      split = data.salun_forget(labels, config.seed - 1, len(split.forget),
+      split = data.salun_forget(labels, draw - 1, len(split.forget),
                                 config.forget_classes)
     forget, remain_all = split.forget, split.remain
     classes, true_labels = tuple(config.forget_classes), None
@@ -71,7 +72,7 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
   if config.no_remain:
     remain = None
   elif config.remain_limit is not None:
-    remain = data.limited_subset(remain_all, config.remain_limit, config.seed)
+    remain = data.limited_subset(remain_all, config.remain_limit, draw)
   task = UnlearnTask(images, labels, forget, remain, ds.test_images, ds.test_labels,
                      ds.num_classes, ds.mean, ds.std, classes, true_labels, progress=progress,
                      mesh=mesh)
@@ -204,7 +205,9 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   workdir = checkpoints.claim_workdir(workdir, config.to_json(), refuse=lambda old: (
       LEGACY_FIX if is_legacy(old) else None))
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
-                                 mia=config.mia, seed=config.seed)
+                                 mia=config.mia,
+                                 seed=config.seed if config.forget_seed is None
+                                 else config.forget_seed)
   no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),
                                             trained.params), mesh)
   device_data = {} if device_data is None else device_data

@@ -48,12 +48,21 @@ class UnlearnConfig:
       and for fine-tuning (Section 4.3). None: all of D_r.
     no_remain: methods see no remain data at all (forget data only).
     seed: seeds the edit's key, data subsets and training order.
+    forget_seed: None: ``seed`` also draws the random forget set and the evaluated
+      subsets. An int draws them instead (and ``remain_limit``'s subset), so that runs
+      over many seeds (an ensemble) share one forget set and one set of evaluated
+      examples while their initialisation, edits and data orders differ.
     eval_limit: remain/forget training examples evaluated per readout.
     eval_epochs: 'all': a readout after every fine-tuning epoch (the curves, the
       volatility); 'last': only after the last (and of the original model and after
       the edit), for tables of final numbers at a fraction of the cost. The model
       and every number of the last epoch are the same either way.
     mia: membership-inference readout.
+    confidences: after the last epoch, store the final model's per-example logit-scaled
+      confidences (:func:`fmjax.privacy.logit_confidence`) on D_f, the evaluated
+      sample of D_r and the test set, with their indices, in ``confidences.npz``
+      (checksummed in the run's records): what :mod:`fmjax.privacy`'s ensemble scores
+      read.
     relearn_epochs: max epochs of the relearn readout (0: skip it).
     relearn_threshold: forget-set loss that counts as relearned; None = the
       original model's forget-set loss.
@@ -71,9 +80,11 @@ class UnlearnConfig:
   remain_limit: int | None = None
   no_remain: bool = False
   seed: int = 0
+  forget_seed: int | None = None
   eval_limit: int | None = 10_000
   eval_epochs: Literal["all", "last"] = "all"
   mia: bool = True
+  confidences: bool = False
   relearn_epochs: int = 10
   relearn_threshold: float | None = None
   split: Literal["salun"] | None = None
@@ -84,7 +95,7 @@ class UnlearnConfig:
     if not isinstance(self.method, Method):
       raise ValueError(f"method must be a method name or a fmjax.methods.Method, got "
                        f"{self.method!r}.")
-    _checks.check_fields(self, {"remain_limit": ">=1", "eval_limit": ">=1",
+    _checks.check_fields(self, {"remain_limit": ">=1", "eval_limit": ">=1", "forget_seed": ">=0",
                                 "relearn_epochs": ">=0", "relearn_threshold": ">0"})
     if self.eval_epochs not in ("all", "last"):
       raise ValueError(f"eval_epochs (--eval-epochs) must be 'all' (a readout every epoch) or "

@@ -191,6 +191,39 @@ def relearn_phase(run: RunContext, state: TrainState, records: list[dict]) -> No
   crash_point("unlearn.relearn")
 
 
+CONFIDENCES = "confidences.npz"
+
+
+def confidences_phase(run: RunContext, state: TrainState, records: list[dict]) -> None:
+  """The final model's per-example confidences in ``confidences.npz`` (recomputed, never
+  resumed: its record holds the file's checksum)."""
+  start = time.perf_counter()
+  arrays = run.evaluator.confidences(state.params, state.model_state)
+  sha = checkpoints.write_arrays(run.workdir / CONFIDENCES, arrays)
+  records.append({"phase": "confidences", "epoch": None, "file": CONFIDENCES, "sha256": sha,
+                  "examples": {k: int(arrays[k].size) for k in ("forget", "remain", "test")},
+                  "seconds": {"confidences": time.perf_counter() - start}})
+  checkpoints.write_metrics(run.workdir, records)
+  crash_point("unlearn.confidences")
+
+
+def _tail_phases(config) -> list[str]:
+  """The records a finished run has after its last committed epoch."""
+  return (["relearn"] if config.relearn_epochs > 0 else []) + (
+      ["confidences"] if config.confidences else [])
+
+
+def _confidences_intact(run: RunContext, records: list[dict]) -> bool:
+  rec = next((r for r in records if r.get("phase") == "confidences"), None)
+  if rec is None:
+    return True
+  try:
+    checkpoints.read_arrays(run.workdir / rec["file"], rec["sha256"], fix="")
+  except ValueError:
+    return False
+  return True
+
+
 def finished_result(run: RunContext, restored) -> UnlearnResult | None:
   """The result of a run that finished before (last epoch committed, its
   metrics.jsonl and summary.json complete and consistent with the checkpoint),
@@ -204,9 +237,9 @@ def finished_result(run: RunContext, restored) -> UnlearnResult | None:
     return None
   committed = restored[2]
   tail = records[len(committed):]
-  relearn = run.config.relearn_epochs > 0
-  if (records[:len(committed)] != committed or len(tail) != int(relearn)
-      or (relearn and tail[0].get("phase") != "relearn")
+  if (records[:len(committed)] != committed
+      or [r.get("phase") for r in tail] != _tail_phases(run.config)
+      or not _confidences_intact(run, tail)
       or summary != json.loads(json.dumps(summarize(run.config, records)))):
     return None
   return UnlearnResult(records, summary, TrainState(*restored[1]["state"]))
@@ -233,6 +266,8 @@ def finish(unit: Unit, last: int) -> UnlearnResult:
     return UnlearnResult(records, {}, unit.state)
   if run.config.relearn_epochs > 0:
     relearn_phase(run, unit.state, records)
+  if run.config.confidences:
+    confidences_phase(run, unit.state, records)
   summary = summarize(run.config, records)
   checkpoints.write_json(run.workdir / "summary.json", summary)   # last: the run is finished
   crash_point("unlearn.summary")

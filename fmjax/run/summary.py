@@ -49,6 +49,9 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
     values = [r[name] for r in curve if r.get(name) is not None]
     if values:
       out[f"best_{name}"] = max(values)
+  stored = [r for r in records if r["phase"] == "confidences"]
+  if stored:
+    out["confidences"] = {k: stored[0][k] for k in ("file", "sha256", "examples")}
   if by_phase["relearn"]:
     out["relearn_epochs"] = by_phase["relearn"][0]["relearn_epochs"]
     out["relearn_steps"] = by_phase["relearn"][0].get("relearn_steps")
