@@ -60,7 +60,7 @@ offline: $(STAMP)
 	$(RUN_EXP) fashion_offline --workdir $(call workdir,fashion_offline) $(DATA_ARGS) $(SET_ARGS)
 
 ## The paper's method and its six successors under the field's protocol (class removal and
-## random 10% forgetting), real Fashion-MNIST on this CPU: runs/successors (45 to 80 min).
+## random 10% forgetting), real Fashion-MNIST on this CPU: runs/successors (about 30 min).
 ## LR_GRID="salun=0.1,0.03 ..." replaces the default learning-rate sweeps.
 successors: $(STAMP)
 	$(need_fashion)
