@@ -78,8 +78,9 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
     seconds[f"train {key}"] = time.perf_counter() - start
   ran, skipped, pending = [], [], []
   total = len(exp.units) * len(exp.seeds)
-  for seed in exp.seeds:
+  for i in range(len(exp.seeds)):
     for unit in exp.units:
+      seed = unit.seeds(exp.seeds)[i]
       out = unit_dir(root, unit.setting, unit.line, seed)
       label = f"{unit.setting} / {unit.line} / seed {seed}"
       if finished_summary(out) is not None:

@@ -44,6 +44,8 @@ class Unit:
     group: units of one group are one method at several settings (a
       learning-rate sweep); the protocol table reports the best of them by
       the average gap to Retrain. None: a line of its own.
+    seed_offset: the unit runs the experiment's seeds plus this (a second, disjoint
+      ensemble of the same method: Retrain's reference half in a privacy experiment).
   """
   setting: str
   line: str
@@ -51,6 +53,10 @@ class Unit:
   original: str = "main"
   unlearn: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   group: str | None = None
+  seed_offset: int = 0
+
+  def seeds(self, exp_seeds: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(s + self.seed_offset for s in exp_seeds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +102,11 @@ class Experiment:
       raise ValueError(f"experiment {self.name}: units refer to unknown originals {missing}.")
 
   def to_json(self) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+    raw = json.loads(json.dumps(dataclasses.asdict(self), default=list))
+    for u in raw["units"]:   # written only when set: older experiment directories still match
+      if u.get("seed_offset") == 0:
+        del u["seed_offset"]
+    return raw
 
   @classmethod
   def from_json(cls, raw: Mapping) -> Experiment:

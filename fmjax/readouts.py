@@ -173,12 +173,14 @@ class Evaluator:
       full D_r, even when a method sees only K of its examples).
     eval_limit: at most this many remain (and forget) training examples are
       evaluated, a fixed random subset, to bound the cost per epoch.
+    test_limit: at most this many test examples (a fixed random subset); None: all.
     mia: run membership inference.
     seed: seed of the subsets.
   """
 
   def __init__(self, model: nn.Module, task: UnlearnTask, remain_all: np.ndarray, *,
-               eval_limit: int | None = 10_000, mia: bool = True, seed: int = 0):
+               eval_limit: int | None = 10_000, mia: bool = True, seed: int = 0,
+               test_limit: int | None = None):
     self.task = task
     self.predict = evaluation.make_predict_fn(model, task.mean, task.std, task.mesh)
     self.remain_idx = task.subsample(remain_all, eval_limit, seed)
@@ -186,8 +188,14 @@ class Evaluator:
     self.forget_idx = task.forget[self.forget_pos]
     self.mia = mia
     self.seed = seed
+    self.test_idx = task.subsample(np.arange(len(task.test_labels)), test_limit, seed + 2)
+    if test_limit is None or test_limit >= len(task.test_labels):
+      self.test_images, self.test_labels = task.test_images, task.test_labels
+    else:
+      self.test_images = task.test_images[self.test_idx]
+      self.test_labels = task.test_labels[self.test_idx]
     if task.forget_classes is not None:
-      self.test_forget = np.isin(task.test_labels, task.forget_classes)
+      self.test_forget = np.isin(self.test_labels, task.forget_classes)
     else:
       self.test_forget = None
 
@@ -196,17 +204,18 @@ class Evaluator:
 
   def __call__(self, params: Any, model_state: Any) -> dict:
     t = self.task
-    test = self.logits(params, model_state, t.test_images)
+    test = self.logits(params, model_state, self.test_images)
     forget = self.logits(params, model_state, t.images[self.forget_idx])
     remain = self.logits(params, model_state, t.images[self.remain_idx])
     forget_y = t.labels[self.forget_idx]
     remain_y = t.labels[self.remain_idx]
-    out: dict[str, Any] = {"test_accuracy": _accuracy(test, t.test_labels)}
+    test_y = self.test_labels
+    out: dict[str, Any] = {"test_accuracy": _accuracy(test, test_y)}
     if self.test_forget is not None:
       out["forget_test_accuracy"] = _accuracy(test[self.test_forget],
-                                              t.test_labels[self.test_forget])
+                                              test_y[self.test_forget])
       out["remain_test_accuracy"] = _accuracy(test[~self.test_forget],
-                                              t.test_labels[~self.test_forget])
+                                              test_y[~self.test_forget])
     out["forget_train_accuracy"] = _accuracy(forget, forget_y)
     out["remain_train_accuracy"] = _accuracy(remain, remain_y)
     out["forget_train_loss"] = _mean_loss(forget, forget_y)
@@ -215,12 +224,12 @@ class Evaluator:
     if self.mia:
       nonmember = (~self.test_forget) if self.test_forget is not None else slice(None)
       res = membership_inference(mia_features(remain, remain_y),
-                                 mia_features(test[nonmember], t.test_labels[nonmember]),
+                                 mia_features(test[nonmember], test_y[nonmember]),
                                  mia_features(forget, forget_y), seed=self.seed)
       out["mia_member_rate"] = res["member_rate"]
       out["mia_attack_accuracy"] = res["attack_accuracy"]
       out["mia_efficacy"] = svc_mia_efficacy(
-          _confidence(remain, remain_y), _confidence(test[nonmember], t.test_labels[nonmember]),
+          _confidence(remain, remain_y), _confidence(test[nonmember], test_y[nonmember]),
           _confidence(forget, forget_y), seed=self.seed)
     return out
 
@@ -228,18 +237,19 @@ class Evaluator:
   def confidences(self, params: Any, model_state: Any) -> dict[str, np.ndarray]:
     """Per-example logit-scaled confidences (:func:`fmjax.privacy.logit_confidence`,
     float32) of the model on the evaluated D_f, the evaluated sample of D_r and the whole
-    test set, and the training-set indices of the first two: ``forget``, ``remain``,
-    ``test``, ``forget_index``, ``remain_index``."""
+    test set (or its ``test_limit`` sample), and their indices: ``forget``, ``remain``,
+    ``test``, ``forget_index``, ``remain_index`` (training set), ``test_index``."""
     t = self.task
     out = {}
     views = (("forget", self.forget_idx), ("remain", self.remain_idx), ("test", None))
     for name, idx in views:
-      images, labels = ((t.test_images, t.test_labels) if idx is None
+      images, labels = ((self.test_images, self.test_labels) if idx is None
                         else (t.images[idx], t.labels[idx]))
       logits = self.logits(params, model_state, images)
       out[name] = privacy.logit_confidence(logits, np.asarray(labels)).astype(np.float32)
     out["forget_index"] = np.asarray(self.forget_idx, np.int64)
     out["remain_index"] = np.asarray(self.remain_idx, np.int64)
+    out["test_index"] = np.asarray(self.test_idx, np.int64)
     return out
 
 

@@ -115,7 +115,8 @@ def test_an_ensemble_shares_its_forget_set_and_stores_each_models_confidences(
     tmp_path, trained, digits):
   from fmjax import evaluation, models, privacy
   kw = {"epochs": 1, "relearn_epochs": 0, "mia": False, "forget_classes": None,
-        "forget_random": 0.1, "forget_seed": 5, "eval_limit": 100, "confidences": True}
+        "forget_random": 0.1, "forget_seed": 5, "eval_limit": 100, "test_limit": 150,
+        "confidences": True}
   runs = [unlearning.unlearn(unlearning.make_config(trained, "finetune", seed=s, **kw),
                              tmp_path / str(s), dataset=digits, progress=False)
           for s in (1, 2)]
@@ -123,6 +124,8 @@ def test_an_ensemble_shares_its_forget_set_and_stores_each_models_confidences(
   # One forget set and one remain sample for both seeds: forget_seed draws them.
   np.testing.assert_array_equal(stored[0]["forget_index"], stored[1]["forget_index"])
   np.testing.assert_array_equal(stored[0]["remain_index"], stored[1]["remain_index"])
+  np.testing.assert_array_equal(stored[0]["test_index"], stored[1]["test_index"])
+  assert stored[0]["test"].size == 150 == len(set(stored[0]["test_index"]))
   assert stored[0]["forget_index"].size == stored[0]["forget"].size == 100   # eval_limit
   # The stored numbers are the final model's, recomputed here from its weights.
   state, idx = runs[0].state, stored[0]["forget_index"]
@@ -135,7 +138,7 @@ def test_an_ensemble_shares_its_forget_set_and_stores_each_models_confidences(
                              atol=1e-4)
   assert not np.array_equal(stored[0]["forget"], stored[1]["forget"])   # two models
   rec = runs[0].summary["confidences"]
-  assert rec["file"] == "confidences.npz" and rec["examples"]["test"] == len(digits.test_labels)
+  assert rec["file"] == "confidences.npz" and rec["examples"]["test"] == 150
   # A damaged file is rewritten by the next run, identical; a run without forget_seed
   # draws its forget set with its own seed.
   (tmp_path / "1" / "confidences.npz").write_bytes(b"damaged")

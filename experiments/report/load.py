@@ -47,8 +47,9 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
   last = {key: (checkpoints.read_metrics(original_dir(root, key)) or [None])[-1]
           for key in exp.originals}
   out = []
-  for seed in exp.seeds:
+  for i in range(len(exp.seeds)):
     for unit in exp.units:
+      seed = unit.seeds(exp.seeds)[i]
       d = unit_dir(root, unit.setting, unit.line, seed)
       records = checkpoints.read_metrics(d)
       summary = finished_summary(d)

@@ -205,7 +205,7 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   workdir = checkpoints.claim_workdir(workdir, config.to_json(), refuse=lambda old: (
       LEGACY_FIX if is_legacy(old) else None))
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
-                                 mia=config.mia,
+                                 mia=config.mia, test_limit=config.test_limit,
                                  seed=config.seed if config.forget_seed is None
                                  else config.forget_seed)
   no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),

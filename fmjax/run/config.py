@@ -53,6 +53,7 @@ class UnlearnConfig:
       over many seeds (an ensemble) share one forget set and one set of evaluated
       examples while their initialisation, edits and data orders differ.
     eval_limit: remain/forget training examples evaluated per readout.
+    test_limit: test examples evaluated per readout (a fixed random subset); None: all.
     eval_epochs: 'all': a readout after every fine-tuning epoch (the curves, the
       volatility); 'last': only after the last (and of the original model and after
       the edit), for tables of final numbers at a fraction of the cost. The model
@@ -82,6 +83,7 @@ class UnlearnConfig:
   seed: int = 0
   forget_seed: int | None = None
   eval_limit: int | None = 10_000
+  test_limit: int | None = None
   eval_epochs: Literal["all", "last"] = "all"
   mia: bool = True
   confidences: bool = False
@@ -96,6 +98,7 @@ class UnlearnConfig:
       raise ValueError(f"method must be a method name or a fmjax.methods.Method, got "
                        f"{self.method!r}.")
     _checks.check_fields(self, {"remain_limit": ">=1", "eval_limit": ">=1", "forget_seed": ">=0",
+                                "test_limit": ">=1",
                                 "relearn_epochs": ">=0", "relearn_threshold": ">0"})
     if self.eval_epochs not in ("all", "last"):
       raise ValueError(f"eval_epochs (--eval-epochs) must be 'all' (a readout every epoch) or "
