@@ -24,7 +24,7 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
-        lr-ablation report compare test-prepare test-scale test-long successors salun-cifar10 \
+        lr-ablation report compare test-prepare test-scale test-long successors privacy salun-cifar10 \
         bench-scale bench-peers bench-memory
 
 RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES)) \
@@ -66,6 +66,13 @@ successors: $(STAMP)
 	$(need_fashion)
 	$(RUN_EXP) successors --workdir $(call workdir,successors) $(DATA_ARGS) $(SET_ARGS) \
 	  $(foreach g,$(LR_GRID),--lr-grid $(g))
+
+## Per-example forgetting quality from ensembles (16 models per method, 32 of Retrain, one
+## forget set), real Fashion-MNIST on this CPU: runs/privacy. K=16 stacks 16 seeds a program.
+privacy: $(STAMP)
+	$(need_fashion)
+	$(RUN_EXP) privacy --workdir $(call workdir,privacy) $(DATA_ARGS) $(SET_ARGS) \
+	  --units-per-program $(or $(K),1)
 
 ## SalUn's CIFAR-10 protocol as its released code runs it: its hold-out split and forget
 ## indices, ResNet-18 for 182 epochs with its augmentation, seeds 2, 3, 4 (a GPU, a network).

@@ -23,4 +23,4 @@ side.
 """
 
 EXPERIMENTS = ("class_removal", "fashion_offline", "mask_only", "outliers", "limited_remain",
-               "ratio_sweep", "lr_ablation", "successors", "salun_recipe")
+               "ratio_sweep", "lr_ablation", "successors", "salun_recipe", "privacy")

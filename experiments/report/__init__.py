@@ -10,6 +10,7 @@ with a band of one standard deviation over seeds, ddof=1 like the tables).
 * :mod:`experiments.report.load` -- the finished units, grouped; the CSV.
 * :mod:`experiments.report.tables` -- every table, by name in :data:`TABLES`.
 * :mod:`experiments.report.figures` -- the curve figure and the protocol figure.
+* :mod:`experiments.report.privacy` -- ensemble scores of units that stored confidences.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from experiments.report.figures import figure, protocol_figure
 from experiments.report.load import UnitResult, collect, grouped, load_experiment, write_csv
+from experiments.report.privacy import privacy_figure, privacy_table
 from experiments.report.tables import (
   LABELS,
   TABLES,
@@ -29,6 +31,9 @@ from experiments.report.tables import (
   protocol_table,
 )
 from fmjax import checkpoints
+
+# Every table by name: the per-seed tables and the ensembles' (experiments.report.privacy).
+ALL_TABLES = {**TABLES, "privacy": ("Per-example forgetting quality (ensembles)", privacy_table)}
 
 
 def build(root: str | pathlib.Path) -> dict[str, Any]:
@@ -47,6 +52,8 @@ def build(root: str | pathlib.Path) -> dict[str, Any]:
     fig_path = figure(exp, results, root / "figure.png")
   elif exp.figure == "protocol":
     fig_path = protocol_figure(exp, results, root / "figure.png")
+  elif exp.figure == "privacy":
+    fig_path = privacy_figure(exp, results, root / "figure.png")
   if fig_path is not None:
     parts += ["", f"![{exp.figure}]({fig_path.name})"]
   # Every report first says how its original was trained and how well it fits; every
@@ -54,7 +61,7 @@ def build(root: str | pathlib.Path) -> dict[str, Any]:
   names = [n for n in exp.tables if n != "original"]
   names = ["original"] + names + ([] if "protocol" in names else ["protocol"])
   for name in names:
-    title, fn = TABLES[name]
+    title, fn = ALL_TABLES[name]
     parts += ["", f"## {title}", "", fn(exp, results)]
   if pending:
     parts += ["", "## Not finished", "", ", ".join(pending)]
@@ -79,6 +86,6 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
-__all__ = ["LABELS", "TABLES", "UnitResult", "build", "collect", "figure", "grouped",
+__all__ = ["ALL_TABLES", "LABELS", "TABLES", "UnitResult", "build", "collect", "figure", "grouped",
            "load_experiment", "main", "markdown_table", "mean_std", "protocol_figure",
            "protocol_table", "write_csv"]

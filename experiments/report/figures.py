@@ -48,7 +48,7 @@ def _title(text: str, width: int) -> str:
   return textwrap.fill(text, width, break_long_words=False)
 
 
-def _save(fig, path: pathlib.Path) -> pathlib.Path:
+def save_figure(fig, path: pathlib.Path) -> pathlib.Path:
   """Writes ``fig`` atomically (a kill leaves the old figure or the new one) and closes it."""
   import matplotlib.pyplot as plt
   tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -177,7 +177,7 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
       text.set_fontweight("bold")
   fig.suptitle(_title(exp.title, int(width * 9)), fontsize=10.5)
   fig.tight_layout(rect=(0, 0, 1 - 1.9 / width, 0.95))
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
@@ -249,4 +249,4 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
   fig.suptitle(_title(exp.title + " (shorter is closer to Retrain; RTE at the bar's end)",
                       int((5.4 * len(panels) + 0.6) * 9)), fontsize=10.5)
   fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-  return _save(fig, path)
+  return save_figure(fig, path)

@@ -23,6 +23,7 @@ class UnitResult:
   config: dict | None = None   # the unit's config.json (None: not started)
   trained: dict | None = None   # its original's training config.json
   trained_last: dict | None = None   # its original's last training record (metrics.jsonl)
+  workdir: pathlib.Path | None = None   # the unit's directory (its confidences.npz)
 
 
 def load_experiment(root: str | pathlib.Path) -> Experiment:
@@ -54,7 +55,7 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
       records = checkpoints.read_metrics(d)
       summary = finished_summary(d)
       out.append(UnitResult(unit, seed, records, summary, _json_or_none(d / "config.json"),
-                            trained[unit.original], last[unit.original]))
+                            trained[unit.original], last[unit.original], d))
   return exp, out
 
 

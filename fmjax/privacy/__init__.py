@@ -24,8 +24,8 @@ from fmjax.privacy._epsilon import (
     forgetting_quality,
 )
 from fmjax.privacy._klom import klom
-from fmjax.privacy._lira import lira, split_models, tpr_at_fpr
+from fmjax.privacy._lira import auc, lira, split_models, tpr_at_fpr
 
-__all__ = ["DELTA", "EPSILON_CAP", "bucket_points", "epsilons", "example_epsilon",
+__all__ = ["DELTA", "EPSILON_CAP", "auc", "bucket_points", "epsilons", "example_epsilon",
            "final_score", "forgetting_quality", "klom", "lira", "logit_confidence",
            "split_models", "tpr_at_fpr"]

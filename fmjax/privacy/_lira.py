@@ -25,8 +25,9 @@ import numpy as np
 VARIANCE_FLOOR = 1e-8
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-  """P(score of a positive > a negative) + P(tie) / 2 (Mann-Whitney)."""
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+  """P(score of a positive > a negative) + P(tie) / 2 (Mann-Whitney), over all entries."""
+  pos, neg = np.ravel(pos), np.ravel(neg)
   scores = np.concatenate([pos, neg])
   order = np.argsort(scores, kind="mergesort")
   ranks = np.empty(scores.size)
@@ -90,10 +91,10 @@ def lira(shadow_unlearned: np.ndarray, shadow_retrained: np.ndarray,
     return _gaussian_loglik(c, mu_u, var_u) - _gaussian_loglik(c, mu_r, var_r)
 
   pos, neg = score(tu), score(tr)
-  return {"auc": _auc(pos.ravel(), neg.ravel()),
+  return {"auc": auc(pos.ravel(), neg.ravel()),
           "tpr_at_1%": tpr_at_fpr(pos.ravel(), neg.ravel(), 0.01),
           "tpr_at_0.1%": tpr_at_fpr(pos.ravel(), neg.ravel(), 0.001),
-          "per_example_auc": np.array([_auc(pos[:, i], neg[:, i])
+          "per_example_auc": np.array([auc(pos[:, i], neg[:, i])
                                        for i in range(pos.shape[1])]),
           "scores_unlearned": pos, "scores_retrained": neg}
 

@@ -1,0 +1,179 @@
+"""The ensemble scores of an experiment whose units store confidences (:mod:`fmjax.privacy`).
+
+Every line of a setting is an ensemble (its seeds); the setting's Retrain unit with a
+``seed_offset`` is the reference every ensemble is scored against (Retrain's own row then
+scores one exact unlearning against another: the scores' noise floor). Intervals are
+95% bootstrap intervals over forget examples (1,000 resamples; 200 for the attack's AUC).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from experiments._spec import Experiment
+from experiments.report.load import grouped, settings_of
+from experiments.report.tables import markdown_table, mean_of, protocol_of
+from fmjax import checkpoints, privacy
+
+MIN_MODELS = 3
+# The figure's ε bands (the challenge's buckets merged above 2) and their colours.
+EPS_BINS = ((0, 0.5), (0.5, 1), (1, 2), (2, 5), (5, 50), (50, np.inf))
+EPS_COLORS = ("#1a9850", "#91cf60", "#d9ef8b", "#fee08b", "#fc8d59", "#d73027")
+
+
+def _reference(exp: Experiment, setting: str):
+  return next((u for u in exp.units if u.setting == setting and u.method == "retrain"
+               and u.seed_offset), None)
+
+
+def ensembles(exp: Experiment, results, setting: str) -> dict[str, dict]:
+  """Per line of ``setting`` with finished units that stored confidences: its stacked
+  ``forget`` confidences ``[models, E]``, mean RA and TA, MIA-efficacy and RTE."""
+  out = {}
+  for (s, line), rs in grouped(results).items():
+    if s != setting:
+      continue
+    stored = [r for r in rs if r.summary and r.summary.get("confidences")]
+    if not stored:
+      continue
+    arrays = []
+    for r in stored:
+      rec = r.summary["confidences"]
+      arrays.append(checkpoints.read_arrays(
+          pathlib.Path(r.workdir) / rec["file"], rec["sha256"],
+          fix="run the experiment's command again: the unit recomputes it."))
+    index = arrays[0]["forget_index"]
+    if any(not np.array_equal(a["forget_index"], index) for a in arrays):
+      raise ValueError(f"{setting} / {line}: its units scored different forget sets; an "
+                       "ensemble needs one (set forget_seed).")
+    ps = [protocol_of(r) for r in stored]
+    out[line] = {"forget": np.stack([a["forget"] for a in arrays]), "index": index,
+                 "RA": mean_of(p["RA"] for p in ps), "TA": mean_of(p["TA"] for p in ps),
+                 "MIA": mean_of(p.get("MIA") for p in ps), "RTE": mean_of(p["RTE"] for p in ps)}
+  return out
+
+
+def _interval(stat, n: int, reps: int, seed: int = 0) -> tuple[float, float]:
+  rng = np.random.default_rng(seed)
+  values = [stat(rng.integers(0, n, n)) for _ in range(reps)]
+  return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def scores(unlearned: dict, reference: dict) -> dict:
+  """Every ensemble score of one line against the reference ensemble."""
+  u, r = unlearned["forget"].astype(np.float64), reference["forget"].astype(np.float64)
+  if not np.array_equal(unlearned["index"], reference["index"]):
+    raise ValueError("the line and the reference scored different forget sets.")
+  quality, eps = privacy.forgetting_quality(u, r)
+  points = privacy.bucket_points(eps, u.shape[0])
+  n = eps.size
+  shadow_u, target_u = privacy.split_models(u.shape[0], seed=0)
+  shadow_r, target_r = privacy.split_models(r.shape[0], seed=1)
+  attack = privacy.lira(u[shadow_u], r[shadow_r], u[target_u], r[target_r])
+  pos, neg = attack["scores_unlearned"], attack["scores_retrained"]
+  kl = privacy.klom(u, r)
+  return {
+      "models": (u.shape[0], r.shape[0]), "F": quality,
+      "F_ci": _interval(lambda i: points[i].mean(), n, 1000),
+      "final": privacy.final_score(quality, unlearned["RA"], reference["RA"],
+                                   unlearned["TA"], reference["TA"]),
+      "auc": attack["auc"],
+      "auc_ci": _interval(lambda i: privacy.auc(pos[:, i].ravel(), neg[:, i].ravel()), n,
+                          200),
+      "tpr1": attack["tpr_at_1%"], "klom": float(kl.mean()),
+      "klom_ci": _interval(lambda i: kl[i].mean(), n, 1000),
+      "eps": eps, "per_example_auc": attack["per_example_auc"],
+      "MIA": unlearned["MIA"], "RTE": unlearned["RTE"]}
+
+
+def all_scores(exp: Experiment, results) -> dict[str, dict[str, dict]]:
+  """{setting: {line: scores}} for every line with at least :data:`MIN_MODELS` models."""
+  out = {}
+  for setting in settings_of(exp):
+    ref = _reference(exp, setting)
+    ens = ensembles(exp, results, setting)
+    if ref is None or ref.line not in ens or len(ens[ref.line]["forget"]) < MIN_MODELS:
+      continue
+    out[setting] = {line: scores(e, ens[ref.line]) for line, e in ens.items()
+                    if line != ref.line and len(e["forget"]) >= MIN_MODELS}
+  return out
+
+
+def _ci(x: float, ci: tuple[float, float], digits: int = 3) -> str:
+  return f"{x:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def privacy_table(exp: Experiment, results) -> str:
+  """The ensemble scores per line: forgetting quality F and the final score (the NeurIPS
+  2023 challenge), U-LiRA AUC and TPR at 1% FPR, KLoM, population MIA-efficacy."""
+  rows = []
+  for setting, lines in all_scores(exp, results).items():
+    for line, s in lines.items():
+      rows.append([setting, line, f"{s['models'][0]} vs {s['models'][1]}",
+                   _ci(s["F"], s["F_ci"]), f"{s['final']:.3f}", _ci(s["auc"], s["auc_ci"]),
+                   f"{100 * s['tpr1']:.1f}", _ci(s["klom"], s["klom_ci"], 2),
+                   "–" if s["MIA"] is None else f"{100 * s['MIA']:.2f}", f"{s['RTE']:.1f}"])
+  if not rows:
+    return (f"No ensemble yet: a line needs at least {MIN_MODELS} finished models that "
+            "stored their confidences, and a Retrain reference ensemble (a Retrain unit with "
+            "a seed_offset).")
+  return ("Each line's ensemble (its seeds, one forget set) against Retrain's reference "
+          "ensemble, per forget example, then summarised; [95% bootstrap interval over "
+          "forget examples]. F = the NeurIPS 2023 unlearning challenge's forgetting quality "
+          "(1 = indistinguishable under its threshold attacks; its finite-sample floor is "
+          "the Retrain row), final = F x RA/RA_retrain x TA/TA_retrain; U-LiRA = a "
+          "per-example Gaussian likelihood-ratio attack fitted on half of each ensemble "
+          "and evaluated on the other half (AUC 0.5 and TPR@1% FPR of 1% = no signal); "
+          "KLoM = mean per-example KL of the margin distributions (0 = the same); "
+          "MIA-efficacy = the POPULATION attack of the protocol table (SalUn's SVC), in "
+          "%; RTE in seconds per model.\n\n" + markdown_table(
+              ["setting", "line", "models (vs ref.)", "F", "final score", "U-LiRA AUC",
+               "TPR@1%FPR (%)", "KLoM", "MIA-efficacy (population)", "RTE (s)"], rows))
+
+
+def privacy_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
+  """Left: the share of each line's forget examples per ε band (the Retrain row shows the
+  scores' noise floor); right: forgetting quality F (95% interval) against RTE per model."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from experiments.report.figures import save_figure
+  found = all_scores(exp, results)
+  if not found:
+    return None
+  fig, axes = plt.subplots(len(found), 2, figsize=(11, 0.45 * max(len(v) for v in
+                                                                   found.values()) + 2.2),
+                           squeeze=False)
+  for (setting, lines), (left, right) in zip(found.items(), axes, strict=True):
+    names = sorted(lines, key=lambda k: lines[k]["F"])
+    left_edge = np.zeros(len(names))
+    for (lo, hi), color in zip(EPS_BINS, EPS_COLORS, strict=True):
+      share = np.array([np.mean((lines[k]["eps"] >= lo) & (lines[k]["eps"] < hi))
+                        for k in names])
+      label = "ε = 50 (cap)" if lo == privacy.EPSILON_CAP else f"{lo:g} ≤ ε < {hi:g}"
+      left.barh(range(len(names)), share, left=left_edge, color=color, label=label)
+      left_edge += share
+    left.set_yticks(range(len(names)), names, fontsize=8.5)
+    left.set_xlim(0, 1)
+    left.set_xlabel("share of forget examples")
+    left.set_title(f"{setting}: per-example ε vs Retrain's reference", fontsize=10)
+    left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.06), ncol=3,
+                frameon=False)
+    for k in names:
+      s = lines[k]
+      err = [[s["F"] - s["F_ci"][0]], [s["F_ci"][1] - s["F"]]]
+      right.errorbar(s["RTE"], s["F"], yerr=err, fmt="o",
+                     color="tab:red" if k.startswith("retrain") else "tab:blue", capsize=2)
+      right.annotate(k, (s["RTE"], s["F"]), fontsize=7.5, xytext=(4, 3),
+                     textcoords="offset points")
+    right.set_xscale("log")
+    right.set_xlabel("RTE per model (s, log)")
+    right.set_ylabel("forgetting quality F")
+    right.set_title(f"{setting}: forgetting quality against compute", fontsize=10)
+    right.grid(alpha=0.3)
+  fig.suptitle(exp.title, fontsize=10.5)
+  fig.tight_layout()
+  return save_figure(fig, path)
