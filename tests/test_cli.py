@@ -71,6 +71,10 @@ CASES = [
                                     "--relearn-epochs", "2", "--relearn-threshold", "0.7"],
      {"eval_limit": 123, "mia": False, "relearn_epochs": 2, "relearn_threshold": 0.7,
       "method.lr": "original", "method.epochs": None}),
+    ("unlearn ensemble member", UNLEARN + ["--method", "retrain", "--forget-seed", "3",
+                                           "--confidences", "--eval-epochs", "last",
+                                           "--test-limit", "500"],
+     {"forget_seed": 3, "confidences": True, "eval_epochs": "last", "test_limit": 500}),
     ("unlearn random subset, ssd", UNLEARN + [
         "--method", "ssd", "--forget-random", "0.2", "--alpha", "3", "--dampening", "0.5",
         "--importance", "fisher", "--importance-batch-size", "64"],
