@@ -78,17 +78,15 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
     seconds[f"train {key}"] = time.perf_counter() - start
   ran, skipped, pending = [], [], []
   total = len(exp.units) * len(exp.seeds)
-  for i in range(len(exp.seeds)):
-    for unit in exp.units:
-      seed = unit.seeds(exp.seeds)[i]
-      out = unit_dir(root, unit.setting, unit.line, seed)
-      label = f"{unit.setting} / {unit.line} / seed {seed}"
-      if finished_summary(out) is not None:
-        skipped.append(label)
-        continue
-      config = unlearning.make_config(str(original_dir(root, unit.original)), unit.method,
-                                      seed=seed, **dict(unit.unlearn))
-      pending.append((label, unit.original, config, out, unit.line))
+  for unit, seed in exp.runs():
+    out = unit_dir(root, unit.setting, unit.line, seed)
+    label = f"{unit.setting} / {unit.line} / seed {seed}"
+    if finished_summary(out) is not None:
+      skipped.append(label)
+      continue
+    config = unlearning.make_config(str(original_dir(root, unit.original)), unit.method,
+                                    seed=seed, **dict(unit.unlearn))
+    pending.append((label, unit.original, config, out, unit.line))
   # Runs of one original go together, K at a time, the runs of one line (its settings and
   # seeds) next to each other: unlearn_many stacks the runs that share an update rule
   # into one program (K = 1: one run after the other).

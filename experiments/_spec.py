@@ -101,6 +101,11 @@ class Experiment:
     if missing:
       raise ValueError(f"experiment {self.name}: units refer to unknown originals {missing}.")
 
+  def runs(self) -> list[tuple[Unit, int]]:
+    """Every (unit, seed) the experiment runs, seed by seed (a unit's seeds include its
+    ``seed_offset``)."""
+    return [(u, u.seeds(self.seeds)[i]) for i in range(len(self.seeds)) for u in self.units]
+
   def to_json(self) -> dict:
     raw = json.loads(json.dumps(dataclasses.asdict(self), default=list))
     for u in raw["units"]:   # written only when set: older experiment directories still match

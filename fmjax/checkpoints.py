@@ -64,12 +64,18 @@ def write_text(path: str | pathlib.Path, text: str) -> None:
   With several processes (:mod:`fmjax.distributed`) only process 0 writes; the
   others compute the same text and skip the write.
   """
+  _write_atomically(path, "w", lambda f: f.write(text))
+
+
+def _write_atomically(path: str | pathlib.Path, mode: str, write: Callable) -> None:
+  """``write(file)`` into a temporary file beside ``path``, fsync, rename: a kill leaves
+  the old file or the new one. Only process 0 of several (:mod:`fmjax.distributed`)."""
   if not distributed.is_writer():
     return
   path = pathlib.Path(path)
   tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  with open(tmp, "w") as f:
-    f.write(text)
+  with open(tmp, mode) as f:
+    write(f)
     f.flush()
     os.fsync(f.fileno())
   tmp.replace(path)
@@ -137,15 +143,8 @@ def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
 def write_arrays(path: str | pathlib.Path, arrays: Mapping[str, np.ndarray]) -> str:
   """Writes named arrays as one ``.npz`` atomically (temporary file, fsync, rename) and
   returns their :func:`tree_checksum`, which :func:`read_arrays` verifies."""
-  path = pathlib.Path(path)
   arrays = {k: np.asarray(v) for k, v in arrays.items()}
-  if distributed.is_writer():
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    tmp.replace(path)
+  _write_atomically(path, "wb", lambda f: np.savez(f, **arrays))
   return tree_checksum(arrays)
 
 

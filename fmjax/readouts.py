@@ -189,11 +189,9 @@ class Evaluator:
     self.mia = mia
     self.seed = seed
     self.test_idx = task.subsample(np.arange(len(task.test_labels)), test_limit, seed + 2)
-    if test_limit is None or test_limit >= len(task.test_labels):
-      self.test_images, self.test_labels = task.test_images, task.test_labels
-    else:
-      self.test_images = task.test_images[self.test_idx]
-      self.test_labels = task.test_labels[self.test_idx]
+    whole = len(self.test_idx) == len(task.test_labels)   # no copy of the whole test set
+    self.test_images = task.test_images if whole else task.test_images[self.test_idx]
+    self.test_labels = task.test_labels if whole else task.test_labels[self.test_idx]
     if task.forget_classes is not None:
       self.test_forget = np.isin(self.test_labels, task.forget_classes)
     else:
@@ -232,7 +230,6 @@ class Evaluator:
           _confidence(remain, remain_y), _confidence(test[nonmember], test_y[nonmember]),
           _confidence(forget, forget_y), seed=self.seed)
     return out
-
 
   def confidences(self, params: Any, model_state: Any) -> dict[str, np.ndarray]:
     """Per-example logit-scaled confidences (:func:`fmjax.privacy.logit_confidence`,

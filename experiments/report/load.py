@@ -48,14 +48,12 @@ def collect(root: str | pathlib.Path) -> tuple[Experiment, list[UnitResult]]:
   last = {key: (checkpoints.read_metrics(original_dir(root, key)) or [None])[-1]
           for key in exp.originals}
   out = []
-  for i in range(len(exp.seeds)):
-    for unit in exp.units:
-      seed = unit.seeds(exp.seeds)[i]
-      d = unit_dir(root, unit.setting, unit.line, seed)
-      records = checkpoints.read_metrics(d)
-      summary = finished_summary(d)
-      out.append(UnitResult(unit, seed, records, summary, _json_or_none(d / "config.json"),
-                            trained[unit.original], last[unit.original], d))
+  for unit, seed in exp.runs():
+    d = unit_dir(root, unit.setting, unit.line, seed)
+    records = checkpoints.read_metrics(d)
+    summary = finished_summary(d)
+    out.append(UnitResult(unit, seed, records, summary, _json_or_none(d / "config.json"),
+                          trained[unit.original], last[unit.original], d))
   return exp, out
 
 

@@ -33,7 +33,7 @@ def build_task(config: UnlearnConfig, train_cfg: training.TrainConfig, ds: data.
     # seed, whatever hold-out the original was trained without.
     train_cfg = dataclasses.replace(train_cfg, holdout_seed=config.seed)
   images, labels, outliers = training.training_set(train_cfg, ds)
-  draw = config.seed if config.forget_seed is None else config.forget_seed
+  draw = config.draw_seed
   if config.forget_random is not None:
     if outliers is not None:
       raise ValueError("this model was trained with outliers (noise_fraction="
@@ -206,8 +206,7 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
       LEGACY_FIX if is_legacy(old) else None))
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
                                  mia=config.mia, test_limit=config.test_limit,
-                                 seed=config.seed if config.forget_seed is None
-                                 else config.forget_seed)
+                                 seed=config.draw_seed)
   no_mask = sharding.replicate(jax.tree.map(lambda x: jnp.zeros(x.shape, bool),
                                             trained.params), mesh)
   device_data = {} if device_data is None else device_data

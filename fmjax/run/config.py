@@ -118,6 +118,11 @@ class UnlearnConfig:
                          f"{list(self.forget_classes)} both name a forget set; give one (with "
                          "forget_random, set forget_classes=None).")
 
+  @property
+  def draw_seed(self) -> int:
+    """The seed of the forget set and the evaluated subsets: ``forget_seed``, else ``seed``."""
+    return self.seed if self.forget_seed is None else self.forget_seed
+
   def to_json(self) -> dict:
     raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     raw["method"] = self.method.to_json()
