@@ -122,6 +122,24 @@ def test_chunk_sizes_agree(cnn_setup, path):
     chex.assert_trees_all_close(r, results[0], rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("path", ["per_layer", "vmap"])
+def test_a_block_above_the_micro_chunk_sums_every_example(path):
+  """A block of 45 examples (above MICRO_CHUNK = 32, not a multiple of it: one full
+  micro-chunk and a ragged one) equals blocks of 1 and the float64 loop (planted: the last
+  micro-chunk dropped)."""
+  from fmjax.fisher._api import MICRO_CHUNK
+  assert 32 < 45 < 2 * MICRO_CHUNK and 45 % MICRO_CHUNK
+  model = TinyMLP()
+  x = jax.random.normal(jax.random.key(5), (45, 4))
+  y = jax.random.randint(jax.random.key(6), (45,), 0, 3)
+  params, state = init_with_stats(model, x)
+  batch = {"image": x, "label": y}
+  block = fmjax.make_fisher_diag(model, state, chunk_size=45, path=path)(params, batch)
+  ones = fmjax.make_fisher_diag(model, state, chunk_size=1, path=path)(params, batch)
+  chex.assert_trees_all_close(block, ones, rtol=1e-5, atol=1e-9)
+  assert rel_error(block, loop_fisher(model, params, state, x, y)) < 1e-5
+
+
 def test_dataset_mean_is_exact_with_ragged_batches(cnn_setup):
   model, params, state, x, y = cnn_setup
   fisher_diag = fmjax.make_fisher_diag(model, state)
@@ -304,7 +322,11 @@ class TestBadInput:
 
 
 def test_tiny_cnn_uses_per_layer(cnn_setup):
+  """'auto' takes the per-layer formulas on Conv/BatchNorm/Dense models: it says so, and its
+  result is the forced per-layer path's, bit for bit."""
   model, params, state, x, y = cnn_setup
-  assert isinstance(model, TinyCNN)
-  info = fmjax.make_fisher_diag(model, state).describe(params, {"image": x, "label": y})
-  assert info == fmjax.PathInfo("per_layer", None)
+  batch = {"image": x, "label": y}
+  auto = fmjax.make_fisher_diag(model, state)
+  assert auto.describe(params, batch) == fmjax.PathInfo("per_layer", None)
+  chex.assert_trees_all_equal(auto(params, batch), fmjax.make_fisher_diag(
+      model, state, path="per_layer")(params, batch))

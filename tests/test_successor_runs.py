@@ -105,6 +105,25 @@ def test_random_subset_forgetting(tmp_path, trained, digits):
     unlearning.make_config(trained, "finetune", forget_random=1.5)
 
 
+def test_a_random_forget_task_splits_the_training_set_into_disjoint_parts(digits):
+  """The task a random-forgetting run builds (``build_task``, as ``unlearn`` does): D_f of
+  round(0.1 N) examples, D_r every other example, none in both; a K-example remain set is
+  drawn from D_r only (planted: D_r = every index; K drawn from the whole set)."""
+  from fmjax.run import build
+  cfg = training.default_config("digits", "small_cnn", epochs=1)
+  n = len(digits.train_labels)
+  for remain_limit in (None, 200):
+    config = unlearning.UnlearnConfig("unused", "finetune", forget_classes=None,
+                                      forget_random=0.1, seed=4, remain_limit=remain_limit)
+    task, remain_all = build.build_task(config, cfg, digits, progress=False)
+    assert len(task.forget) == round(0.1 * n) and len(remain_all) == n - len(task.forget)
+    assert not np.intersect1d(task.forget, remain_all).size
+    np.testing.assert_array_equal(np.union1d(task.forget, remain_all), np.arange(n))
+    assert len(task.remain) == (remain_limit or len(remain_all))
+    assert np.isin(task.remain, remain_all).all()
+    np.testing.assert_array_equal(task.forget, data.random_split(n, 0.1, config.draw_seed).forget)
+
+
 @pytest.mark.parametrize("method, kw", [("salun", {"lr": 0.03}), ("scrub", {"lr": 5e-3})])
 def test_a_procedure_run_resumes_to_the_same_weights(tmp_path, trained, digits, method, kw):
   kw = {"epochs": 3, "relearn_epochs": 0, "mia": False, **kw}

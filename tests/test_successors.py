@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import chex
+import flax.linen as flax_nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -246,3 +247,208 @@ def test_run_time_counts_the_unlearning_itself_not_its_evaluation():
              {"phase": "finetune", "seconds": {"finetune": 4.5, "evaluate": 3.0}},
              {"phase": "relearn", "seconds": {"relearn": 9.0}}]
   assert run_time(records) == 11.0
+
+
+# --- each method as users call it: the wiring (planted bugs each of these catches) ------------
+
+def _task(images, labels, forget, num_classes=4, remain=None, **kw):
+  from fmjax.task import UnlearnTask
+  remain = np.setdiff1d(np.arange(len(labels)), forget) if remain is None else remain
+  return UnlearnTask(images, labels, forget, remain, images[:8], labels[:8], num_classes,
+                     0.0, 1.0, **kw)
+
+
+def _per_example_mean_grad(model, params, state, images, labels):
+  """The mean over examples of d CE / d theta, one example at a time (inference mode)."""
+  total = None
+  for x, y in zip(images, labels, strict=True):
+    g = jax.grad(lambda p, x=x, y=y: steps.cross_entropy(
+        model.apply({"params": p, **state}, jnp.asarray(x[None], jnp.float32), train=False),
+        jnp.asarray([y])))(params)
+    total = g if total is None else jax.tree.map(jnp.add, total, g)
+  return jax.tree.map(lambda t: np.asarray(t) / len(labels), total)
+
+
+def test_salun_as_called_freezes_every_weight_but_the_top_half_of_the_forget_gradient():
+  """``SalUn().edit``: saliency from the FORGET loss at the original weights; the salient
+  half trains, the other half is frozen (planted: freeze = salient; remain loss)."""
+  model = TinyCNN()
+  images, labels = _digits_like()
+  params, state = init_with_stats(model, jnp.asarray(images[:8], jnp.float32) / 255)
+  forget = np.arange(1, 40, 4)   # 10 examples, score batches of 3: a ragged last batch
+  task = _task(images, labels, forget)
+  edit = SalUn(score_batch_size=3).edit(model, params, state, task, jax.random.key(0))
+  chex.assert_trees_all_equal(edit.params, params)        # nothing moves before training
+  g = _per_example_mean_grad(model, params, state, images[forget] / np.float32(255),
+                             labels[forget])
+  mags = np.concatenate([np.abs(x).ravel() for x in jax.tree.leaves(g)])
+  threshold = np.sort(mags)[::-1][round(0.5 * mags.size) - 1]   # the smallest salient one
+  for f, m in zip(jax.tree.leaves(edit.freeze), jax.tree.leaves(g), strict=True):
+    f, m = np.asarray(f), np.abs(m)
+    clear = np.abs(m - threshold) > 1e-4 * threshold       # not at the threshold itself
+    np.testing.assert_array_equal(f[clear], (m < threshold)[clear])
+  assert edit.info["salient_fraction"] == pytest.approx(0.5, abs=1 / mags.size)
+
+
+@pytest.mark.parametrize("t, kl_weight, ce_weight", [(3.0, 0.3, 0.6), (0.5, 2.0, 0.1)])
+def test_scrub_objectives_as_configured_equal_their_formulas(mlp_setup, t, kl_weight,
+                                                             ce_weight):
+  """The stages of ``SCRUB(...).procedure``: max-step ``-T^2 KL_T`` on D_f, min-step
+  ``gamma CE + alpha T^2 KL_T`` on D_r, at the configured T and weights (planted: the
+  min-step at T = 1; alpha and gamma swapped)."""
+  model, teacher, state, x, y = mlp_setup
+  student = jax.tree.map(lambda p: p + 0.2 * jnp.sign(p), teacher)
+  proc = SCRUB(temperature=t, kl_weight=kl_weight, ce_weight=ce_weight,
+               forget_batch_size=5).procedure(None, procedures.Budget(3, 5e-4, 7))
+  (mx, mn) = proc.stages
+  assert (mx.stream, mx.batch_size, mn.stream, mn.batch_size) == ("forget", 5, "remain", 7)
+  s = np.asarray(model.apply({"params": student}, x), np.float64)
+  z = np.asarray(model.apply({"params": teacher}, x), np.float64)
+
+  def log_softmax(a):
+    a = a - a.max(-1, keepdims=True)
+    return a - np.log(np.exp(a).sum(-1, keepdims=True))
+
+  lt, ls = log_softmax(z / t), log_softmax(s / t)
+  kl = t**2 * np.mean(np.sum(np.exp(lt) * (lt - ls), -1))
+  ce = -np.mean(log_softmax(s)[np.arange(len(y)), np.asarray(y)])
+  batch = {"image": x, "label": y}
+  got_max = mx.objective(model, student, state, batch, None, (teacher, state), 0.0)[0]
+  got_min = mn.objective(model, student, state, batch, None, (teacher, state), 0.0)[0]
+  assert float(got_max) == pytest.approx(-kl, rel=1e-5)
+  assert float(got_min) == pytest.approx(ce_weight * ce + kl_weight * kl, rel=1e-5)
+
+
+@pytest.mark.parametrize("max_epochs, epochs", [(2, 3), (1, 3), (3, 3), (5, 2), (0, 3)])
+def test_scrub_max_steps_run_in_exactly_the_first_max_epochs(max_epochs, epochs):
+  proc = SCRUB(max_epochs=max_epochs).procedure(None, procedures.Budget(epochs, 5e-4, 8))
+  mx, mn = proc.stages
+  assert [e for e in range(1, epochs + 3) if mx.runs_in(e)] == list(
+      range(1, min(max_epochs, epochs) + 1))
+  assert all(mn.runs_in(e) for e in range(1, epochs + 1))
+
+
+def test_scrub_runner_takes_max_steps_only_in_the_first_epochs():
+  """The runner's steps per epoch: forget batches only in the max-step epochs."""
+  model = TinyMLP(num_classes=4)
+  images, labels = _digits_like()
+  proc = SCRUB(max_epochs=1, forget_batch_size=4).procedure(None,
+                                                            procedures.Budget(3, 5e-4, 10))
+  forget = np.arange(0, 40, 5)                    # 8: 2 max-steps of 4
+  params, state = init_with_stats(model, jnp.asarray(images[:4], jnp.float32))
+  runner = runner_lib.Runner(model, proc, jnp.asarray(images), jnp.asarray(labels),
+                             {"remain": np.setdiff1d(np.arange(40), forget), "forget": forget},
+                             num_classes=4, mean=0.0, std=1.0, seed=0,
+                             teacher=(params, state))
+  stages = [[x.stage for x in runner.inputs(e)] for e in (1, 2, 3)]
+  assert stages == [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]]
+
+
+def test_neggrad_plus_cycles_its_forget_stream_through_every_forget_example():
+  """Every remain step takes the NEXT forget batch of an epoch's permutation of D_f, cycled
+  (planted: the first forget batch every step)."""
+  from fmjax.methods import NegGradPlus
+  model = TinyMLP(num_classes=4)
+  images, labels = _digits_like()
+  forget = np.arange(0, 40, 6)                    # 7 forget examples, batches of 3
+  remain = np.setdiff1d(np.arange(40), forget)    # 33 remain examples, batches of 8: 5 steps
+  proc = NegGradPlus(forget_batch_size=3).procedure(None, procedures.Budget(1, 0.01, 8))
+  runner = runner_lib.Runner(model, proc, jnp.asarray(images), jnp.asarray(labels),
+                             {"remain": remain, "forget": forget}, num_classes=4, mean=0.0,
+                             std=1.0, seed=0)
+  for epoch in (1, 2):
+    pairs = np.concatenate([x.pair_idx for x in runner.inputs(epoch)])
+    assert len(pairs) == 15
+    assert sorted(pairs[:7]) == list(forget)     # one pass over D_f ...
+    np.testing.assert_array_equal(pairs[7:14], pairs[:7])   # ... then the same order again
+    np.testing.assert_array_equal(pairs[14:], pairs[:1])
+
+
+def test_ssd_fisher_importance_compares_the_forget_set_with_the_remain_set(cnn_setup):
+  """``SSD(importance='fisher').edit`` dampens with ``F_f`` against ``F_r`` (the remain
+  data, not D = D_r + D_f; planted: the mixture), each the float64 per-example loop."""
+  from fmjax.methods import SSD
+  from tests.conftest import loop_fisher
+  model = TinyCNN()
+  images, labels = _digits_like(n=24)
+  params, state = init_with_stats(model, jnp.asarray(images[:8], jnp.float32) / 255)
+  forget = np.arange(0, 24, 4)
+  task = _task(images, labels, forget)
+  settings = SSD(importance="fisher", alpha=2.0, dampening=1.0, fisher_chunk=5,
+                 score_batch_size=7)
+  edit = settings.edit(model, params, state, task, jax.random.key(0))
+  x = images / np.float32(255)   # the task's inputs: x / 255 (mean 0, std 1)
+  f_f = loop_fisher(model, params, state, x[forget], labels[forget])
+  f_r = loop_fisher(model, params, state, x[task.remain], labels[task.remain])
+  want, selected = ssd_dampen(params, f_f, f_r, alpha=2.0, lam=1.0)
+  n_sel = sum(int(s.sum()) for s in jax.tree.leaves(selected))
+  n_all = sum(s.size for s in jax.tree.leaves(selected))
+  assert 0 < n_sel < n_all                          # the rule selects some, not all
+  assert edit.info["selected_fraction"] == pytest.approx(n_sel / n_all)
+  chex.assert_trees_all_close(edit.params, want, rtol=1e-4, atol=1e-7)
+
+
+class _Readout(flax_nn.Module):
+  """Logit c = 12 x_c: an image's channel c (x / 255) sets the model's confidence in class c."""
+
+  @flax_nn.compact
+  def __call__(self, x, train: bool = False):
+    scale = self.param("scale", flax_nn.initializers.ones, ())
+    return 12.0 * scale * x.reshape(x.shape[0], -1)
+
+
+def _confidence_images(labels, pixels, rng):
+  """uint8 [N, 1, 1, 3]: the label's channel drawn from ``pixels`` (lo, hi), the others 0;
+  p_y = e^L / (e^L + 2) at L = 12 x / 255: (0, 10) ~0.35, (33, 43) ~0.75, (70, 85) ~0.95."""
+  x = np.zeros((len(labels), 1, 1, 3), np.uint8)
+  x[np.arange(len(labels)), 0, 0, labels] = rng.integers(*pixels, len(labels))
+  return x
+
+
+@pytest.mark.parametrize("setting", ["random", "class"])
+def test_the_evaluators_mia_efficacy_attacks_the_forget_set_with_the_kept_classes_test_set(
+    setting):
+  """``Evaluator(...)['mia_efficacy']`` on a hand-built model whose confidences are set per
+  example: members = the remain set, non-members = the test examples of the KEPT classes,
+  target = D_f (planted: target = the remain set; non-members with the removed class)."""
+  from fmjax.readouts import Evaluator, _confidence
+  from fmjax.task import UnlearnTask
+  rng = np.random.default_rng(0)
+  n = 120
+  labels = np.arange(n) % 3
+  sure, unsure, between = (70, 85), (0, 10), (33, 43)
+  if setting == "random":   # D_f as unsure as the test set: efficacy ~1
+    forget = np.arange(0, n, 6)
+    remain = np.setdiff1d(np.arange(n), forget)
+    images = _confidence_images(labels, sure, rng)
+    images[forget] = _confidence_images(labels[forget], unsure, rng)
+    test_labels = np.arange(n) % 3
+    test_images = _confidence_images(test_labels, unsure, rng)
+    classes = None
+  else:   # class 0 removed, D_f between members and the test set, nearer the members:
+    # efficacy ~0; the removed class's test examples look like D_f, so counting them as
+    # non-members would call D_f non-members (efficacy ~1).
+    forget, remain = np.flatnonzero(labels == 0), np.flatnonzero(labels != 0)
+    images = _confidence_images(labels, sure, rng)
+    images[forget] = _confidence_images(labels[forget], between, rng)
+    test_labels = np.arange(2 * n) % 3
+    test_images = _confidence_images(test_labels, unsure, rng)
+    removed = test_labels == 0
+    test_images[removed] = _confidence_images(test_labels[removed], between, rng)
+    classes = (0,)
+  task = UnlearnTask(images, labels, forget, remain, test_images, test_labels, 3,
+                     np.zeros(3, np.float32), np.ones(3, np.float32), classes)
+  model = _Readout()
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 1, 1, 3)))
+  got = Evaluator(model, task, remain, eval_limit=None, seed=3)(variables["params"], {})
+  logits = lambda x: 12.0 * x.reshape(len(x), -1).astype(np.float64) / 255   # noqa: E731
+  kept = ~np.isin(test_labels, classes or ())
+  want = readouts.svc_mia_efficacy(
+      _confidence(logits(images[remain]), labels[remain]),
+      _confidence(logits(test_images[kept]), test_labels[kept]),
+      _confidence(logits(images[forget]), labels[forget]), seed=3)
+  assert got["mia_efficacy"] == pytest.approx(want, abs=1e-9)
+  if setting == "random":
+    assert want >= 0.95
+  else:
+    assert want <= 0.05

@@ -57,15 +57,24 @@ def test_every_method_runs_and_records_its_phases(tmp_path, trained, digits, met
     assert SCORING_BARS[method] in capsys.readouterr().err
   phases = [r["phase"] for r in result.records]
   assert phases == ["original", "edit"] + ["finetune"] * epochs + ["relearn"]
-  for r in result.records[:-1]:
-    assert 0.0 <= r["forget_test_accuracy"] <= 1.0
-    assert 0.0 <= r["mia_member_rate"] <= 1.0
+  for r in result.records[:-1]:   # every readout holds both attacks (their values: the
+    assert 0.0 <= r["forget_test_accuracy"] <= 1.0   # Evaluator's test in test_successors)
+    assert 0.0 <= r["mia_member_rate"] <= 1.0 and 0.0 <= r["mia_efficacy"] <= 1.0
+    assert 0.0 <= r["mia_attack_accuracy"] <= 1.0
   logged = checkpoints.read_metrics(tmp_path / method)
   assert [r["phase"] for r in logged] == phases
   summary = json.loads((tmp_path / method / "summary.json").read_text())
   assert summary["method"] == method and set(summary["volatility"]) >= {
       "forget_test_accuracy", "remain_test_accuracy"}
-  assert all(v >= 0 for v in summary["seconds"].values())
+  assert summary["protocol"]["MIA"] == result.records[-2]["mia_efficacy"]
+  # The seconds are the records' phases summed; the unlearning itself took time.
+  want: dict = {}
+  for r in result.records:
+    for k, v in r.get("seconds", {}).items():
+      want[k] = want.get(k, 0.0) + v
+  assert summary["seconds"] == pytest.approx(want) and "evaluate" in want
+  assert unlearning.run_time(result.records) > 0
+  assert (want.get("finetune", 0) > 0) == (epochs > 0)
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, trained, digits):
