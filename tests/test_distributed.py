@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -133,24 +134,79 @@ def test_ten_training_steps_over_two_processes_equal_one_device(two_processes):
   assert params_err < 1e-5 and stats_err < 1e-5
 
 
+def _environ(monkeypatch, **values):
+  for name in (distributed.ENV_ADDRESS, distributed.ENV_COUNT, distributed.ENV_ID,
+               distributed.ENV_AUTO):
+    monkeypatch.delenv(name, raising=False)
+  for name, value in values.items():
+    monkeypatch.setenv(getattr(distributed, name), value)
+
+
 def test_a_single_process_needs_no_initialisation(monkeypatch):
-  for k in (distributed.ENV_COUNT, distributed.ENV_AUTO):
-    monkeypatch.delenv(k, raising=False)
+  _environ(monkeypatch)
   assert distributed.initialize() is False
-  monkeypatch.setenv(distributed.ENV_COUNT, "1")
-  assert distributed.initialize() is False
+  _environ(monkeypatch, ENV_COUNT="1", ENV_ID="0", ENV_ADDRESS="localhost:1234")
+  assert distributed.initialize() is False   # one process in all: nothing to join
 
 
-def test_an_incomplete_environment_says_what_to_set(monkeypatch):
-  monkeypatch.setenv(distributed.ENV_COUNT, "2")
-  monkeypatch.delenv(distributed.ENV_ADDRESS, raising=False)
-  monkeypatch.setenv(distributed.ENV_ID, "0")
-  with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS is not set"):
+BAD_ENVIRONMENTS = [
+    ({"ENV_COUNT": "2"}, "JAX_NUM_PROCESSES set but JAX_COORDINATOR_ADDRESS, JAX_PROCESS_ID "
+                         "not"),
+    ({"ENV_COUNT": "1"}, "JAX_NUM_PROCESSES set but"),
+    ({"ENV_ADDRESS": "h:1"}, "JAX_COORDINATOR_ADDRESS set but JAX_NUM_PROCESSES"),
+    ({"ENV_COUNT": "abc", "ENV_ID": "0", "ENV_ADDRESS": "h:1"},
+     "JAX_NUM_PROCESSES='abc' must be an integer >= 1"),
+    ({"ENV_COUNT": "0", "ENV_ID": "0", "ENV_ADDRESS": "h:1"},
+     "JAX_NUM_PROCESSES='0' must be an integer >= 1"),
+    ({"ENV_COUNT": "-1", "ENV_ID": "0", "ENV_ADDRESS": "h:1"},
+     "JAX_NUM_PROCESSES='-1' must be an integer >= 1"),
+    ({"ENV_COUNT": "2", "ENV_ID": "2", "ENV_ADDRESS": "h:1"},
+     "JAX_PROCESS_ID='2' must be an integer 0..1"),
+    ({"ENV_COUNT": "2", "ENV_ID": "x", "ENV_ADDRESS": "h:1"}, "JAX_PROCESS_ID='x'"),
+    ({"ENV_COUNT": "2", "ENV_ID": "0", "ENV_ADDRESS": "127.0.0.1:abc"},
+     "JAX_COORDINATOR_ADDRESS='127.0.0.1:abc' must be host:port"),
+    ({"ENV_COUNT": "2", "ENV_ID": "0", "ENV_ADDRESS": "nonsense"},
+     "JAX_COORDINATOR_ADDRESS='nonsense' must be host:port"),
+    ({"ENV_COUNT": "2", "ENV_ID": "0", "ENV_ADDRESS": "h:70000"}, "port in 1..65535"),
+    ({"ENV_AUTO": "yes"}, "FMJAX_DISTRIBUTED='yes': the only value is 'auto'"),
+]
+
+
+@pytest.mark.parametrize("values, message", BAD_ENVIRONMENTS)
+def test_a_half_set_or_malformed_environment_is_refused_naming_the_variable(
+    monkeypatch, values, message):
+  _environ(monkeypatch, **values)
+  with pytest.raises(ValueError, match=re.escape(message)):
     distributed.initialize()
-  monkeypatch.setenv(distributed.ENV_ADDRESS, "127.0.0.1:1")
-  monkeypatch.setenv(distributed.ENV_ID, "2")
-  with pytest.raises(ValueError, match=r"JAX_PROCESS_ID must be in 0..1, got 2"):
-    distributed.initialize()
+
+
+@pytest.mark.parametrize("values, message", [BAD_ENVIRONMENTS[0], BAD_ENVIRONMENTS[3],
+                                             BAD_ENVIRONMENTS[8]])
+def test_the_cli_refuses_a_bad_environment_before_writing_anything(tmp_path, values, message):
+  """A real process (the segfaulting port once): one line, exit 2, no work directory."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "FMJAX_DIST"))}
+  env.update({getattr(distributed, k): v for k, v in values.items()})
+  workdir = tmp_path / "run"
+  out = subprocess.run([sys.executable, "-m", "fmjax", "train", "--dataset", "digits",
+                        "--model", "small_cnn", "--epochs", "1", "--workdir", str(workdir)],
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2, out.stderr
+  assert message in out.stderr and "Traceback" not in out.stderr
+  assert len(out.stderr.strip().splitlines()) == 1
+  assert not workdir.exists()
+
+
+def test_an_unreachable_coordinator_says_what_it_waited_for(monkeypatch, capsys):
+  """Process 1 of 2 and no process 0 (a closed port): it says whom it waits for, then gives
+  up by name instead of JAX's abort."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  _environ(monkeypatch, ENV_COUNT="2", ENV_ID="1", ENV_ADDRESS=f"127.0.0.1:{port}")
+  with pytest.raises(ValueError, match=rf"process 1 of 2 could not reach the coordinator at "
+                                       rf"127\.0\.0\.1:{port} within 2 s"):
+    distributed.initialize(timeout_s=2)
+  assert f"joining the coordinator at 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def _summary(workdir) -> dict:
