@@ -24,10 +24,11 @@ def _train(args: argparse.Namespace) -> int:
   if args.print_config:
     print(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
     return 0
+  ds = data.load_dataset(config.dataset, args.data_dir)   # a damaged file: its one line
   print(f"training {config.model} on {config.dataset} in {args.workdir}: {config.epochs} "
         f"epochs, batch {config.batch_size}, lr {config.lr} (x{config.decay_factor} after "
         f"{list(config.decay_epochs) or 'never'}), seed {config.seed}", file=sys.stderr)
-  result = training.train(config, args.workdir, data_dir=args.data_dir,
+  result = training.train(config, args.workdir, dataset=ds,
                           progress=False if args.quiet else None, devices=args.devices)
   if result.metrics:
     last = result.metrics[-1]

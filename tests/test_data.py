@@ -257,3 +257,85 @@ def test_files_of_another_dataset_are_named(tmp_path):
   with pytest.raises(ValueError, match=r"mnist images are \(28, 28, 1\), but the train images "
                      r"found there are \(32, 32, 1\); is it another dataset\?"):
     data.load_dataset("mnist", tmp_path)
+
+
+# --- damaged files: one line naming the file, what is wrong and how to get a good copy ---------
+
+def _truncate(path, keep=0.5):
+  raw = path.read_bytes()
+  path.write_bytes(raw[:int(len(raw) * keep)])
+
+
+def _bad_crc(path):
+  raw = bytearray(path.read_bytes())
+  raw[-8] ^= 0xFF   # the gzip trailer's CRC-32
+  path.write_bytes(bytes(raw))
+
+
+def _short_labels(path):
+  with gzip.open(path, "rb") as f:
+    labels = np.frombuffer(f.read()[8:], np.uint8)
+  _write_idx(path, labels[:-1])
+
+
+def _object_batch(path):
+  folder = path.parent
+  body = {b"batch_label": b"training batch 1 of 5", b"labels": [0] * 10,
+          b"data": np.array([[0] * 3072] * 10, dtype=object)}
+  (folder / "data_batch_1").write_bytes(pickle.dumps(body, protocol=2))
+
+
+def _mnist(root):
+  archives.mnist_idx(root / "mnist")
+
+
+def _cifar_tar(root):
+  archives.cifar_python(root)
+
+
+def _cifar_folder(root):
+  archives.cifar_python(root, archive=False)
+
+
+def _cifar_bin(root):
+  archives.cifar_binary(root, archive=False)
+
+
+DAMAGED = {   # dataset, writer, the file damaged, how, what the message says is wrong
+    "gz truncated": ("mnist", _mnist, "mnist/train-images-idx3-ubyte.gz", _truncate,
+                     "cannot be read (EOFError"),
+    "gz bad CRC": ("mnist", _mnist, "mnist/t10k-labels-idx1-ubyte.gz", _bad_crc,
+                   "cannot be read (BadGzipFile: CRC check failed"),
+    "label count": ("mnist", _mnist, "mnist/train-labels-idx1-ubyte.gz", _short_labels,
+                    "holds 59 labels for the 60 images of train-images-idx3-ubyte.gz"),
+    "tar.gz random bytes": ("cifar10", _cifar_tar, "cifar-10-python.tar.gz",
+                            lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)),
+                            "not a readable .tar.gz (ReadError"),
+    "tar.gz truncated": ("cifar10", _cifar_tar, "cifar-10-python.tar.gz", _truncate,
+                         "not a readable .tar.gz"),
+    "binary wrong size": ("cifar10", _cifar_bin, "cifar-10-batches-bin/data_batch_1.bin",
+                          lambda p: p.write_bytes(p.read_bytes()[:-100]),
+                          "not a whole number of 3073-byte records"),
+    "pickle object array": ("cifar10", _cifar_folder, "cifar-10-batches-py/data_batch_1",
+                            _object_batch, "its 'data' is object (10, 3072), expected uint8"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_data_file_is_refused_by_name_before_any_work_directory(tmp_path, capsys,
+                                                                          case):
+  """``python -m fmjax train`` on a damaged copy: exit 2, one line (the file, what is wrong,
+  how to get a good one), and no work directory."""
+  from fmjax import __main__ as cli
+  name, write, damaged, damage, problem = DAMAGED[case]
+  root = tmp_path / "data"
+  write(root)
+  damage(root / damaged)
+  workdir = tmp_path / "run"
+  rc = cli.main(["train", "--dataset", name, "--model", "small_cnn", "--epochs", "1",
+                 "--data-dir", str(root), "--workdir", str(workdir), "--quiet"])
+  err = capsys.readouterr().err.strip()
+  assert rc == 2 and len(err.splitlines()) == 1, err
+  assert err.startswith(f"error: {root / damaged}") and problem in err, err
+  assert "Delete it and get a good copy: " in err and "Traceback" not in err
+  assert not workdir.exists()

@@ -22,6 +22,7 @@ from fmjax.data._datasets import (
     load_dataset,
     prepare_tfds,
 )
+from fmjax.data._readers import DamagedFile
 from fmjax.data.preprocess import augment, normalize
 from fmjax.data.splits import (
     ForgetSplit,
@@ -34,8 +35,8 @@ from fmjax.data.splits import (
     salun_holdout,
 )
 
-__all__ = ["DATASETS", "DATA_DIR_ENV", "Dataset", "DatasetInfo", "ForgetSplit", "OutlierSplit",
-           "PrepareError", "archive_dir",
+__all__ = ["DATASETS", "DATA_DIR_ENV", "DamagedFile", "Dataset", "DatasetInfo", "ForgetSplit",
+           "OutlierSplit", "PrepareError", "archive_dir",
            "augment", "class_split", "data_dir", "how_to_get", "limited_subset", "load_dataset",
            "normalize", "outlier_split", "prepare_tfds", "random_split", "salun_forget",
            "salun_holdout"]

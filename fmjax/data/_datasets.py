@@ -200,8 +200,8 @@ def _remove_incomplete(dataset_dir: pathlib.Path) -> None:
     dataset_dir.rmdir()
 
 
-def how_to_get(name: str, root: pathlib.Path) -> str:
-  """The exact commands that make dataset ``name`` available."""
+def how_to_get(name: str, root: pathlib.Path, sep: str = "\n  ") -> str:
+  """The exact commands that make dataset ``name`` available (``sep`` between them)."""
   info = _check_name(name)
   lines = []
   if name == "fashion_mnist":
@@ -210,7 +210,7 @@ def how_to_get(name: str, root: pathlib.Path) -> str:
     lines.append(f"make data DATASET={name} DATA_DIR={root}   (needs a network; "
                  "installs tensorflow-cpu for tensorflow-datasets' download_and_prepare)")
   lines.append(f"or put {info.local_hint} in {root}")
-  return "\n  ".join(lines)
+  return sep.join(lines)
 
 
 def load_dataset(name: str, data_dir_override: str | os.PathLike | None = None,
@@ -234,7 +234,12 @@ def load_dataset(name: str, data_dir_override: str | os.PathLike | None = None,
   root = data_dir(data_dir_override)
   found = None
   if source in ("auto", "local"):
-    found = _local(info, root)
+    try:
+      found = _local(info, root)
+    except _readers.DamagedFile as e:
+      raise _readers.DamagedFile(e.path, f"{e.problem}. Delete it and get a "
+                                         f"good copy: {how_to_get(name, root, sep='; ')}"
+                                 ) from None
   if found is None and source in ("auto", "tfds"):
     found = _tfds(info, root, require_prepared=source == "auto")
   if found is None:

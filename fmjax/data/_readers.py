@@ -11,10 +11,23 @@ import io
 import pathlib
 import pickle
 import tarfile
+import zlib
 
 import numpy as np
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]
+# What a damaged compressed file or archive raises while it is read.
+_UNREADABLE = (EOFError, gzip.BadGzipFile, zlib.error, tarfile.TarError, OSError)
+
+
+class DamagedFile(ValueError):
+  """A data file that cannot be what it claims: truncated, corrupt, the wrong size or
+  holding the wrong kind of content. ``str()`` names the file and what is wrong;
+  :func:`fmjax.data.load_dataset` adds how to get a good copy."""
+
+  def __init__(self, path, problem: str):
+    super().__init__(f"{path}: {problem}")
+    self.path, self.problem = path, problem
 
 IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -27,20 +40,25 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def read_idx(path: pathlib.Path) -> np.ndarray:
   """Reads one IDX file (gzipped or not): the MNIST container format."""
   opener = gzip.open if path.suffix == ".gz" else open
-  with opener(path, "rb") as f:
-    data = f.read()
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except _UNREADABLE as e:
+    raise DamagedFile(path, f"cannot be read ({type(e).__name__}: {e})") from None
   if len(data) < 4 or data[0] != 0 or data[1] != 0:
-    raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
+    raise DamagedFile(path, f"not an IDX file (bad magic number {data[:4]!r})")
   dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
            0x0E: ">f8"}.get(data[2])
   if dtype is None:
-    raise ValueError(f"{path}: unknown IDX element type 0x{data[2]:02x}.")
+    raise DamagedFile(path, f"unknown IDX element type 0x{data[2]:02x}")
   ndim = data[3]
   shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-  array = np.frombuffer(data, dtype, offset=4 + 4 * ndim)
-  if array.size != int(np.prod(shape)):
-    raise ValueError(f"{path} is truncated: header says {shape}, found {array.size} values.")
-  return array.reshape(shape)
+  body = len(data) - 4 - 4 * ndim
+  if body < 0 or body % np.dtype(dtype).itemsize or body // np.dtype(dtype).itemsize != int(
+      np.prod(shape)):
+    raise DamagedFile(path, f"truncated or padded: its header says {shape}, its body holds "
+                            f"{max(body, 0)} bytes")
+  return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
 def find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -52,12 +70,23 @@ def find_idx(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
 
 def read_idx_dir(directory: pathlib.Path, class_names: list[str]) -> Arrays:
   """MNIST / Fashion-MNIST: the four standard IDX files in one directory."""
-  parts = {}
+  parts, paths = {}, {}
   for key, stem in IDX_FILES.items():
     path = find_idx(directory, stem)
     if path is None:
       raise FileNotFoundError(f"{directory} lacks {stem}.gz")
-    parts[key] = read_idx(path)
+    parts[key], paths[key] = read_idx(path), path
+  for split in ("train", "test"):
+    images, labels = parts[f"{split}_images"], parts[f"{split}_labels"]
+    if images.ndim != 3 or labels.ndim != 1:
+      bad, want = ((f"{split}_images", "[N, H, W] images") if images.ndim != 3
+                   else (f"{split}_labels", "[N] labels"))
+      raise DamagedFile(paths[bad], f"holds an array of shape {parts[bad].shape}, expected "
+                                    f"{want}")
+    if len(images) != len(labels):
+      raise DamagedFile(paths[f"{split}_labels"],
+                        f"holds {len(labels)} labels for the {len(images)} images of "
+                        f"{paths[f'{split}_images'].name}")
   return (parts["train_images"][..., None], parts["train_labels"].astype(np.int32),
           parts["test_images"][..., None], parts["test_labels"].astype(np.int32), class_names)
 
@@ -85,10 +114,33 @@ def _load_batch(data: bytes, where: str) -> dict:
         f"{where}: refused for safety, it is not a CIFAR batch ({e}); unpickling it could run "
         "code. Replace it with the official archive, or use the binary version "
         "(cifar-10-binary.tar.gz), which needs no pickle.") from e
+  except Exception as e:  # noqa: BLE001 -- any other failure to unpickle: not a batch
+    raise DamagedFile(where, f"not a readable CIFAR batch ({type(e).__name__}: "
+                             f"{str(e)[:120]})") from None
   if not isinstance(batch, dict):
-    raise ValueError(f"{where}: not a CIFAR batch (a pickled {type(batch).__name__}, "
-                     "expected a dict).")
+    raise DamagedFile(where, f"not a CIFAR batch (a pickled {type(batch).__name__}, expected "
+                             "a dict)")
   return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+def _batch_arrays(batch: dict, label_key: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+  """A CIFAR batch's images [N, 32, 32, 3] uint8 and labels [N], checked."""
+  if "data" not in batch or label_key not in batch:
+    raise DamagedFile(where, f"a CIFAR batch needs 'data' and {label_key!r}, it holds "
+                             f"{sorted(map(str, batch))[:6]}")
+  data = batch["data"]
+  if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+          and data.shape[1] == 3072):
+    what = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+            else type(data).__name__)
+    raise DamagedFile(where, f"its 'data' is {what}, expected uint8 rows of 3072 pixels")
+  try:
+    labels = np.asarray(batch[label_key], np.int64)
+  except (TypeError, ValueError) as e:
+    raise DamagedFile(where, f"its {label_key!r} are not integers ({e})") from None
+  if labels.shape != (len(data),):
+    raise DamagedFile(where, f"holds {labels.size} labels for {len(data)} images")
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def _cifar_python_files(source: pathlib.Path, names: list[str]) -> dict[str, bytes]:
@@ -96,11 +148,14 @@ def _cifar_python_files(source: pathlib.Path, names: list[str]) -> dict[str, byt
   if source.is_dir():
     return {n: (source / n).read_bytes() for n in names}
   out = {}
-  with tarfile.open(source, "r:gz") as tar:
-    for member in tar.getmembers():
-      base = pathlib.PurePosixPath(member.name).name
-      if base in names and member.isfile():
-        out[base] = tar.extractfile(member).read()
+  try:
+    with tarfile.open(source, "r:gz") as tar:
+      for member in tar.getmembers():
+        base = pathlib.PurePosixPath(member.name).name
+        if base in names and member.isfile():
+          out[base] = tar.extractfile(member).read()
+  except _UNREADABLE as e:
+    raise DamagedFile(source, f"not a readable .tar.gz ({type(e).__name__}: {e})") from None
   missing = set(names) - set(out)
   if missing:
     raise FileNotFoundError(f"{source} lacks {sorted(missing)}")
@@ -124,13 +179,14 @@ def read_cifar_python(source: pathlib.Path, coarse: bool = False, cifar100: bool
   train_keys = ["train"] if cifar100 else names[:5]
   test_key = "test" if cifar100 else "test_batch"
 
-  def images(b):
-    return np.asarray(b["data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  def where(n):
+    return f"{source}:{n}" if not source.is_dir() else str(source / n)
 
-  train_x = np.concatenate([images(batches[k]) for k in train_keys])
-  train_y = np.concatenate([np.asarray(batches[k][label_key]) for k in train_keys])
-  return (train_x, train_y.astype(np.int32), images(batches[test_key]),
-          np.asarray(batches[test_key][label_key], np.int32), class_names)
+  train = [_batch_arrays(batches[k], label_key, where(k)) for k in train_keys]
+  test_x, test_y = _batch_arrays(batches[test_key], label_key, where(test_key))
+  return (np.concatenate([x for x, _ in train]),
+          np.concatenate([y for _, y in train]).astype(np.int32), test_x,
+          test_y.astype(np.int32), class_names)
 
 
 def read_cifar_binary(directory: pathlib.Path, cifar100: bool = False) -> Arrays:
@@ -142,9 +198,17 @@ def read_cifar_binary(directory: pathlib.Path, cifar100: bool = False) -> Arrays
     train_files = [f"data_batch_{i}.bin" for i in range(1, 6)]
     test_files, meta = ["test_batch.bin"], "batches.meta.txt"
 
+  record = label_bytes + 3072
+
   def read(files):
-    raw = np.concatenate([np.fromfile(directory / f, np.uint8) for f in files])
-    records = raw.reshape(-1, label_bytes + 3072)
+    parts = []
+    for f in files:
+      raw = np.fromfile(directory / f, np.uint8)
+      if raw.size == 0 or raw.size % record:
+        raise DamagedFile(directory / f, f"{raw.size} bytes, not a whole number of "
+                                         f"{record}-byte records (truncated or another file)")
+      parts.append(raw)
+    records = np.concatenate(parts).reshape(-1, record)
     labels = records[:, label_bytes - 1].astype(np.int32)  # CIFAR-100: the fine label
     return records[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
