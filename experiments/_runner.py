@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from experiments._spec import Experiment, slug
-from fmjax import checkpoints, data, training, unlearning
+from fmjax import checkpoints, data, sharding, training, unlearning
+from fmjax.run.build import check_request
 
 PRESENTATION = ("title", "tables", "figure", "rows")
 
@@ -34,10 +35,14 @@ def unit_dir(root: pathlib.Path, setting: str, line: str, seed: int) -> pathlib.
 
 
 def finished_summary(unit_path: pathlib.Path) -> dict | None:
-  """A unit's summary.json, or None when it is missing or unreadable (the unit
-  is then not finished: rerunning the experiment completes it)."""
+  """A unit's summary.json, or None when it or the unit's ``metrics.jsonl`` is missing or
+  unreadable (the unit is then not finished: rerunning the experiment resumes it from its
+  checkpoint, which rewrites both)."""
   try:
-    return json.loads((unit_path / "summary.json").read_text())
+    summary = json.loads((unit_path / "summary.json").read_text())
+    if not checkpoints.read_metrics(unit_path):
+      return None
+    return summary
   except (OSError, ValueError):
     return None
 
@@ -57,19 +62,35 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
   if not (isinstance(units_per_program, int) and units_per_program >= 1):
     raise ValueError(f"units_per_program (--units-per-program) must be an integer >= 1, got "
                      f"{units_per_program!r}.")
-  for orig in exp.originals.values():   # bad settings are refused before anything is written
+  # Bad settings, a bad device count and damaged data files are refused before anything
+  # is written: every original's and every unit's config is built first.
+  for orig in exp.originals.values():
     training.default_config(orig.dataset, orig.model, **dict(orig.train))
+  for unit, seed in exp.runs():
+    check_request(unlearning.make_config(
+        str(original_dir(pathlib.Path(workdir), unit.original)), unit.method, seed=seed,
+        dataset=exp.originals[unit.original].dataset, **dict(unit.unlearn)))
+  sharding.mesh_or_none(devices)
+  datasets: dict[str, data.Dataset] = {}
+  for orig in exp.originals.values():
+    if orig.dataset not in datasets:
+      datasets[orig.dataset] = data.load_dataset(orig.dataset, data_dir)
   # What the report shows (its title, tables, figure) may change between invocations; what
   # the units compute may not.
   root = checkpoints.claim_workdir(workdir, exp.to_json(), ignore=PRESENTATION)
+  try:
+    return _run(exp, root, datasets, progress, devices, units_per_program)
+  finally:
+    checkpoints.release_workdir(root)
+
+
+def _run(exp: Experiment, root: pathlib.Path, datasets: dict, progress: bool | None,
+         devices: Any, units_per_program: int) -> dict:
   checkpoints.write_json(root / "config.json", exp.to_json())
   say = (lambda msg: None) if progress is False else (
       lambda msg: print(msg, file=sys.stderr, flush=True))
-  datasets: dict[str, data.Dataset] = {}
   seconds: dict[str, float] = {}
   for key, orig in exp.originals.items():
-    if orig.dataset not in datasets:
-      datasets[orig.dataset] = data.load_dataset(orig.dataset, data_dir)
     config = training.default_config(orig.dataset, orig.model, **dict(orig.train))
     say(f"== original {key}: {orig.model} on {orig.dataset}, {config.epochs} epochs")
     start = time.perf_counter()

@@ -13,7 +13,11 @@ is reached (e.g. in the second unit of an experiment). Points are named
   ``unlearn.confidences`` after confidences.npz and its record,
   ``unlearn.summary`` after summary.json.
 
-Unset, a point costs one environment look-up.
+``FMJAX_PAUSE_AT`` names a point where the process instead stops (sleeps until it is
+killed), saying so on stderr, so a test can act while the run is alive (a second run on
+its work directory) and then kill it.
+
+Unset, a point costs two environment look-ups.
 """
 
 from __future__ import annotations
@@ -21,13 +25,21 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import sys
+import time
 
 ENV = "FMJAX_CRASH_AT"
+PAUSE_ENV = "FMJAX_PAUSE_AT"
 _reached: collections.Counter[str] = collections.Counter()
 
 
 def crash_point(name: str) -> None:
-  """Kills this process with SIGKILL if ``$FMJAX_CRASH_AT`` names this point."""
+  """Kills this process with SIGKILL if ``$FMJAX_CRASH_AT`` names this point (stops it if
+  ``$FMJAX_PAUSE_AT`` does)."""
+  if os.environ.get(PAUSE_ENV) == name:
+    print(f"paused at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    while True:
+      time.sleep(60)
   spec = os.environ.get(ENV)
   if not spec:
     return

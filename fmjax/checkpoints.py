@@ -103,25 +103,96 @@ def read_json(path: str | pathlib.Path, *, what: str, fix: str) -> Any:
     raise ValueError(f"{path} ({what}) cannot be read: {type(e).__name__}: {e}. {fix}") from e
 
 
+LOCK_FILE = ".lock"
+_held: dict[pathlib.Path, Any] = {}   # work directories this process holds: open lock files
+
+
+def lock_workdir(workdir: str | pathlib.Path) -> None:
+  """Holds ``workdir`` for this process until it exits (or :func:`release_workdir`).
+
+  One writer per work directory: an exclusive ``fcntl.flock`` on ``workdir/.lock``,
+  which holds the holder's pid. The kernel drops the lock when its process dies, however
+  it dies, so a killed run leaves no stale lock: the next run takes it over at once (the
+  old pid in the file is only overwritten). With several processes only process 0 takes
+  it (they all write through it). Taking a directory this process holds is a no-op.
+
+  Raises:
+    ValueError: another process holds it (its pid, and what to do).
+  """
+  import fcntl
+
+  workdir = pathlib.Path(workdir).resolve()
+  if workdir in _held or not distributed.is_writer():
+    return
+  f = open(workdir / LOCK_FILE, "a+")   # noqa: SIM115 -- held open for the run
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.seek(0)
+    holder = f.read().strip() or "unknown"
+    f.close()
+    raise ValueError(f"{workdir} is in use by another run (pid {holder}); wait for it to "
+                     "finish, or stop it, or give this run another --workdir.") from None
+  f.seek(0)
+  f.truncate()
+  f.write(f"{os.getpid()}\n")
+  f.flush()
+  _held[workdir] = f
+
+
+def release_workdir(workdir: str | pathlib.Path) -> None:
+  """Lets another process take ``workdir`` (:func:`lock_workdir`); a no-op if not held."""
+  f = _held.pop(pathlib.Path(workdir).resolve(), None)
+  if f is not None:
+    f.close()   # closing the file drops the flock
+
+
+def _relative(path: str, workdir: pathlib.Path) -> str:
+  return os.path.relpath(os.path.abspath(path), os.path.abspath(workdir))
+
+
+def _same_place(old: Mapping, new: Mapping, key: str, workdir: pathlib.Path) -> bool:
+  """Whether the recorded path ``old[key]`` names the place ``new[key]`` does (relative to
+  ``workdir``): the directory moved together with it (the relative forms agree), alone
+  (the recorded absolute form ``<key>_absolute`` names it still), or a record from before
+  paths were recorded relative (absolute, or relative to where that run started)."""
+  was, now = old.get(key), new[key]
+  if not isinstance(was, str):
+    return False
+  target = os.path.normpath(os.path.join(os.path.abspath(workdir), now))
+  return target in (os.path.normpath(os.path.join(os.path.abspath(workdir), was)),
+                    os.path.abspath(was), old.get(f"{key}_absolute"))
+
+
 def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
                   ignore: tuple[str, ...] = (),
-                  refuse: Callable[[dict], str | None] | None = None) -> pathlib.Path:
-  """Creates ``workdir`` with ``config.json``, or checks that it holds the same run.
+                  refuse: Callable[[dict], str | None] | None = None,
+                  paths: tuple[str, ...] = ()) -> pathlib.Path:
+  """Creates ``workdir`` with ``config.json``, or checks that it holds the same run, and
+  holds it for this process (:func:`lock_workdir`).
 
   Keys in ``ignore`` (e.g. a data directory) may differ between runs. ``refuse``
   reads an existing config and returns why it cannot be this run (e.g. an old
-  layout), or None.
+  layout), or None. Keys in ``paths`` are file-system paths: recorded relative to
+  ``workdir`` (and absolute, as ``<key>_absolute``), so a directory moved or copied with
+  what they name, or alone, resumes wherever the path still names the same place.
 
   Raises:
-    ValueError: ``workdir`` is a file, holds a run with different settings, or
-      its config.json is unreadable.
+    ValueError: ``workdir`` is a file, holds a run with different settings, its
+      config.json is unreadable, or another process is using it.
   """
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise ValueError(f"--workdir {workdir} is a file, not a directory; choose another path.")
   workdir.mkdir(parents=True, exist_ok=True)
+  lock_workdir(workdir)
   path = workdir / "config.json"
   config = _jsonable(config)
+  for k in paths:
+    if isinstance(config.get(k), str):
+      config[f"{k}_absolute"] = os.path.abspath(config[k])
+      config[k] = _relative(config[k], workdir)
+  moved = tuple(f"{k}_absolute" for k in paths)   # compared through their key's place
   if path.exists():
     old = read_json(path, what="this run's config", fix=(
         f"It was damaged (e.g. a kill while it was first written); if {workdir} holds no run "
@@ -130,7 +201,8 @@ def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
     if reason:
       raise ValueError(f"{path} cannot be resumed: {reason}")
     diff = {k: (old.get(k), config.get(k)) for k in sorted(set(old) | set(config))
-            if k not in ignore and old.get(k) != config.get(k)}
+            if k not in ignore + moved and old.get(k) != config.get(k)
+            and not (k in paths and _same_place(old, config, k, workdir))}
     if diff:
       detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
       raise ValueError(f"{workdir} holds a run with a different config ({detail}). Use another "
@@ -301,6 +373,17 @@ def _shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
   for k, v in items:
     out.update(_shapes(v, f"{prefix}/{k}" if prefix else str(k)))
   return out
+
+
+# The fields of a record that say how long it took and how the time was shared (a stacked
+# epoch's K units): they differ between an uninterrupted run and a killed-and-resumed one
+# (whose resumed epochs may run alone), every other field is equal.
+TIMING_FIELDS = ("seconds", "examples_per_s", "stacked_units")
+
+
+def untimed(records: list[dict]) -> list[dict]:
+  """``records`` without their :data:`TIMING_FIELDS`: what two runs of one config share."""
+  return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:

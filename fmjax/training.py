@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from typing import Any, NamedTuple
@@ -196,63 +197,66 @@ def train(config: TrainConfig, workdir: str, *, data_dir: str | None = None,
     The final (or stopped) state, all per-epoch metrics, and the dataset.
   """
   mesh = sharding.mesh_or_none(devices)   # a bad device count is refused before any write
-  workdir = checkpoints.claim_workdir(workdir, dataclasses.asdict(config))
-  ds = dataset or data.load_dataset(config.dataset, data_dir)
-  train_x, train_y, _ = training_set(config, ds)
-  n = len(train_y)
-  model, procedure, state, aug_key = _setup(config, ds, n)
+  ds = dataset or data.load_dataset(config.dataset, data_dir)   # a damaged file: no workdir
+  try:
+    workdir = checkpoints.claim_workdir(workdir, dataclasses.asdict(config))
+    train_x, train_y, _ = training_set(config, ds)
+    n = len(train_y)
+    model, procedure, state, aug_key = _setup(config, ds, n)
 
-  ckpt = checkpoints.Checkpoints(workdir)
-  restored = ckpt.restore_latest({"state": state})
-  start_epoch, metrics = 0, []
-  if restored is None:
-    checkpoints.write_metrics(workdir, [])   # no committed epoch: no record survives
-  else:
-    start_epoch, tree, metrics = restored
-    state = TrainState(*tree["state"])
-    checkpoints.write_metrics(workdir, metrics)
-    if start_epoch < config.epochs:   # said even when quiet: the run did not start fresh
-      print(f"resuming after epoch {start_epoch} (checkpoint in {workdir / 'checkpoints'})",
-            file=sys.stderr, flush=True)
+    ckpt = checkpoints.Checkpoints(workdir)
+    restored = ckpt.restore_latest({"state": state})
+    start_epoch, metrics = 0, []
+    if restored is None:
+      checkpoints.write_metrics(workdir, [])   # no committed epoch: no record survives
+    else:
+      start_epoch, tree, metrics = restored
+      state = TrainState(*tree["state"])
+      checkpoints.write_metrics(workdir, metrics)
+      if start_epoch < config.epochs:   # said even when quiet: the run did not start fresh
+        print(f"resuming after epoch {start_epoch} (checkpoint in {workdir / 'checkpoints'})",
+              file=sys.stderr, flush=True)
 
-  predict = evaluation.make_predict_fn(model, ds.mean, ds.std, mesh)
-  images_dev, labels_dev = sharding.replicate((jnp.asarray(train_x), jnp.asarray(train_y)), mesh)
-  runner = Runner(model, procedure, images_dev, labels_dev, {"train": np.arange(n)},
-                  mean=ds.mean, std=ds.std, seed=config.seed, key=aug_key,
-                  augment=config.augment, mesh=mesh)
-  state = sharding.replicate(state, mesh)
-  last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs,
-                                                                   stop_after_epoch)
-  for epoch in range(start_epoch + 1, last_epoch + 1):
-    bar = progress_bar(runner.steps(epoch), f"epoch {epoch}/{config.epochs}", progress)
-    start = time.perf_counter()
-    state, sums = runner.epoch(state, epoch, on_step=_step_display(bar, epoch, n,
-                                                                   config.batch_size))
-    seconds = time.perf_counter() - start
-    bar.close()
-    if not math.isfinite(sums["loss"]):
-      ckpt.close()
-      kept = f"epochs 1..{epoch - 1} stay committed in {workdir}" if epoch > 1 else (
-          "no epoch was committed")
-      raise ValueError(f"training diverged in epoch {epoch}: the loss is {sums['loss']} (lr "
-                       f"{config.lr}); {kept}. Train with a smaller --lr in a fresh --workdir.")
-    logits = evaluation.predict_all(predict, state.params, state.model_state, ds.test_images)
-    report = evaluation.accuracy_report(logits, ds.test_labels, ds.num_classes)
-    record = {"epoch": epoch, "train_loss": sums["loss"], "train_accuracy": sums["accuracy"],
-              "test_accuracy": report["accuracy"],
-              "test_per_class_accuracy": report["per_class_accuracy"],
-              "lr": runner.last_lr(epoch), "seconds": seconds,
-              "examples_per_s": n / seconds}
-    crash_point(f"train.before_commit.{epoch}")
-    metrics.append(record)
-    ckpt.commit(epoch, {"state": state}, metrics)   # the one atomic step of an epoch
-    crash_point(f"train.epoch.{epoch}")
-    if progress is not False:
-      print(f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
-            f"train acc {record['train_accuracy']:.4f}  test acc {record['test_accuracy']:.4f}"
-            f"  {record['examples_per_s']:.0f} ex/s", file=sys.stderr, flush=True)
-  ckpt.close()
-  return TrainResult(state, metrics, ds)
+    predict = evaluation.make_predict_fn(model, ds.mean, ds.std, mesh)
+    images_dev, labels_dev = sharding.replicate((jnp.asarray(train_x), jnp.asarray(train_y)), mesh)
+    runner = Runner(model, procedure, images_dev, labels_dev, {"train": np.arange(n)},
+                    mean=ds.mean, std=ds.std, seed=config.seed, key=aug_key,
+                    augment=config.augment, mesh=mesh)
+    state = sharding.replicate(state, mesh)
+    last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs,
+                                                                     stop_after_epoch)
+    for epoch in range(start_epoch + 1, last_epoch + 1):
+      bar = progress_bar(runner.steps(epoch), f"epoch {epoch}/{config.epochs}", progress)
+      start = time.perf_counter()
+      state, sums = runner.epoch(state, epoch, on_step=_step_display(bar, epoch, n,
+                                                                     config.batch_size))
+      seconds = time.perf_counter() - start
+      bar.close()
+      if not math.isfinite(sums["loss"]):
+        ckpt.close()
+        kept = f"epochs 1..{epoch - 1} stay committed in {workdir}" if epoch > 1 else (
+            "no epoch was committed")
+        raise ValueError(f"training diverged in epoch {epoch}: the loss is {sums['loss']} (lr "
+                         f"{config.lr}); {kept}. Train with a smaller --lr in a fresh --workdir.")
+      logits = evaluation.predict_all(predict, state.params, state.model_state, ds.test_images)
+      report = evaluation.accuracy_report(logits, ds.test_labels, ds.num_classes)
+      record = {"epoch": epoch, "train_loss": sums["loss"], "train_accuracy": sums["accuracy"],
+                "test_accuracy": report["accuracy"],
+                "test_per_class_accuracy": report["per_class_accuracy"],
+                "lr": runner.last_lr(epoch), "seconds": seconds,
+                "examples_per_s": n / seconds}
+      crash_point(f"train.before_commit.{epoch}")
+      metrics.append(record)
+      ckpt.commit(epoch, {"state": state}, metrics)   # the one atomic step of an epoch
+      crash_point(f"train.epoch.{epoch}")
+      if progress is not False:
+        print(f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
+              f"train acc {record['train_accuracy']:.4f}  test acc {record['test_accuracy']:.4f}"
+              f"  {record['examples_per_s']:.0f} ex/s", file=sys.stderr, flush=True)
+    ckpt.close()
+    return TrainResult(state, metrics, ds)
+  finally:   # the next run on this directory, here or in another process, may take it
+    checkpoints.release_workdir(workdir)
 
 
 def _step_display(bar, epoch: int, n: int, batch_size: int):
@@ -292,7 +296,7 @@ def read_config(workdir: str) -> TrainConfig:
     hint = ""
     if isinstance(raw, dict) and "checkpoint" in raw:
       hint = (f" It is an unlearning run's directory; its training run is "
-              f"{raw['checkpoint']!r}.")
+              f"{os.path.normpath(os.path.join(workdir, raw['checkpoint']))!r}.")
     elif isinstance(raw, dict) and "originals" in raw:
       hint = " It is an experiment's directory; its training runs are under originals/."
     raise ValueError(f"{workdir} is not a training run's work directory.{hint} Pass the "

@@ -10,7 +10,7 @@ import pytest
 
 from experiments import EXPERIMENTS, _runner, compare, report, run
 from experiments._spec import Experiment, Original, Unit
-from fmjax import methods
+from fmjax import checkpoints, methods
 
 
 # salun_recipe's small form is successors' units on digits with SalUn's split (make
@@ -90,6 +90,51 @@ def test_report_marks_pending_units_and_compare_sets_runs_side_by_side(tmp_path,
   assert "| digits | fisher_mask |" in table and "finetune" not in table.split("\n", 3)[-1]
   assert compare.main([str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2
   assert "no experiment" in capsys.readouterr().err
+
+
+def test_a_moved_experiment_resumes_and_a_damaged_unit_record_is_repaired(tmp_path):
+  """Units record their original relative to themselves: a moved copy resumes (and an
+  absolute record from before still reads); a finished unit whose metrics.jsonl is
+  damaged reruns from its checkpoint and ends as it was."""
+  import shutil
+  exp = _tiny()
+  _runner.run(exp, tmp_path / "a", progress=False)
+  shutil.move(tmp_path / "a", tmp_path / "b")
+  unit = _runner.unit_dir(tmp_path / "b", "digits", "fisher_mask", 0)
+  good = (unit / "metrics.jsonl").read_text()
+  (unit / "metrics.jsonl").write_text("{garb\n")
+  (unit / "summary.json").unlink()   # a unit that must rerun in the moved copy
+  other = _runner.unit_dir(tmp_path / "b", "digits", "finetune", 0)
+  (other / "metrics.jsonl").write_text(good[:10])   # damaged, its summary kept
+  outcome = _runner.run(exp, tmp_path / "b", progress=False)
+  assert sorted(outcome["ran"]) == ["digits / finetune / seed 0", "digits / fisher_mask / seed 0"]
+  assert checkpoints.untimed(checkpoints.read_metrics(unit)) == checkpoints.untimed(
+      [json.loads(x) for x in good.splitlines()])
+  config = json.loads((unit / "config.json").read_text())
+  assert config["checkpoint"] == "../../../../originals/main"
+  # A record from before paths were relative: the absolute path of the same original.
+  config["checkpoint"] = str(tmp_path / "b" / "originals" / "main")
+  del config["checkpoint_absolute"]
+  (unit / "config.json").write_text(json.dumps(config))
+  (unit / "summary.json").unlink()
+  assert _runner.run(exp, tmp_path / "b", progress=False)["ran"] == [
+      "digits / fisher_mask / seed 0"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "unlearn.ratio=2"], "ratio"),
+    (["--devices", "9"], "device"),
+    (["--set", "unlearn.forget_random=0.1", "--set", "unlearn.forget_classes=none"], None),
+])
+def test_a_bad_unit_setting_or_device_count_is_refused_before_anything_is_written(
+    tmp_path, capsys, args, message):
+  code = run.main(["mask_only", "--small", "--workdir", str(tmp_path / "run"), "--quiet",
+                   *args])
+  err = capsys.readouterr().err
+  if message is None:   # tfidf (a mask_only line) cannot forget a random subset
+    message = "tfidf removes whole classes only"
+  assert code == 2 and message in err and "Traceback" not in err, err
+  assert not (tmp_path / "run").exists()
 
 
 def test_bad_experiment_definitions_and_options(tmp_path, capsys):

@@ -25,8 +25,8 @@ import pytest
 
 from fmjax import checkpoints, training
 from fmjax._faults import ENV
+from fmjax.checkpoints import untimed
 
-TIMING = ("seconds", "examples_per_s")
 TRAIN = ["train", "--dataset", "digits", "--model", "small_cnn", "--epochs", "3",
          "--batch-size", "64", "--lr", "0.05", "--decay-epochs", "2", "--augment", "--quiet"]
 UNLEARN = ["unlearn", "--method", "fisher_mask", "--epochs", "2", "--relearn-epochs", "1",
@@ -39,14 +39,6 @@ def fmjax(args, crash=None, timeout=300):
     env[ENV] = crash
   return subprocess.run([sys.executable, "-m", "fmjax", *map(str, args)], capture_output=True,
                         text=True, env=env, timeout=timeout)
-
-
-def untimed(records):
-  out = []
-  for r in records:
-    r = {k: v for k, v in r.items() if k not in TIMING}
-    out.append(r)
-  return out
 
 
 def params_of(workdir, ds):
@@ -234,3 +226,42 @@ def test_unlearn_killed_at_a_random_time(tmp_path, reference, delay):
   assert rerun.returncode == 0, rerun.stderr
   assert untimed(checkpoints.read_metrics(workdir)) == untimed(
       checkpoints.read_metrics(reference / "unlearn"))
+
+
+@pytest.mark.parametrize("kind, pause", [("train", "train.epoch.1"),
+                                         ("unlearn", "unlearn.epoch.0")])
+def test_a_second_writer_is_refused_and_a_killed_holders_lock_is_taken_over(
+    tmp_path, reference, digits, kind, pause):
+  """Run A stops alive mid-run (``FMJAX_PAUSE_AT``); B on the same directory is refused at
+  once with A's pid, writing nothing; A is killed (-9); C takes the lock over and reports
+  what an uninterrupted run reports."""
+  from fmjax._faults import PAUSE_ENV
+  workdir = tmp_path / kind
+  args = (TRAIN if kind == "train" else UNLEARN + ["--checkpoint", reference / "train"]) + [
+      "--workdir", workdir]
+  env = {k: v for k, v in os.environ.items() if k != ENV}
+  a = subprocess.Popen([sys.executable, "-m", "fmjax", *map(str, args)], text=True,
+                       stderr=subprocess.PIPE, env={**env, PAUSE_ENV: pause})
+  try:
+    for line in a.stderr:   # until A has committed its first epoch and stopped there
+      if line.startswith(f"paused at {pause}"):
+        break
+    else:
+      pytest.fail(f"run A ended (rc {a.wait()}) before it paused")
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in workdir.rglob("*")}
+    b = fmjax(args)
+    assert b.returncode == 2 and "Traceback" not in b.stderr, b.stderr
+    assert b.stderr.strip().splitlines()[-1] == (   # after train's heading, if any
+        f"error: {workdir.resolve()} is in use by another run (pid {a.pid}); wait for it to "
+        "finish, or stop it, or give this run another --workdir.")
+    assert b.stderr.count("error") == 1
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in workdir.rglob("*")} == before
+  finally:
+    a.kill()
+    a.wait()
+  c = fmjax(args)   # the lock of a killed process is free: C resumes after A's epoch
+  assert c.returncode == 0, c.stderr
+  holder = (workdir / checkpoints.LOCK_FILE).read_text().strip()
+  assert holder.isdigit() and holder != str(a.pid)   # C took it and wrote its own pid
+  want = reference / kind
+  assert untimed(checkpoints.read_metrics(workdir)) == untimed(checkpoints.read_metrics(want))

@@ -16,7 +16,7 @@ import numpy as np
 from fmjax import _checks, checkpoints, data, finetuning, readouts, sharding, training
 from fmjax.methods import REMAIN_REQUIRED, FineTuned, Method, UnlearnTask, registry
 from fmjax.procedures import Budget, Procedure
-from fmjax.run.config import LEGACY_FIX, UnlearnConfig, is_legacy, with_defaults
+from fmjax.run.config import LEGACY_FIX, UnlearnConfig, config_setting, is_legacy, with_defaults
 from fmjax.runner import Runner, steps_per_epoch
 from fmjax.steps import TrainState
 
@@ -90,6 +90,17 @@ def shares_finetuning(method: Method) -> bool:
   return isinstance(method, FineTuned) and type(method).procedure is FineTuned.procedure
 
 
+def check_request(config: UnlearnConfig) -> None:
+  """What can be refused from the config alone, before the model and data load: a
+  class-only method asked to forget a random subset or outliers."""
+  method, setting = config.method, config_setting(config)
+  if method.classes_only and setting != "class":
+    what = "outliers" if setting == "outliers" else "a random subset"
+    raise ValueError(f"{method.name} removes whole classes only (it compares classes); it "
+                     f"cannot forget {what}. Methods that can: "
+                     f"{', '.join(m for m, c in registry().items() if not c.classes_only)}.")
+
+
 def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
                   procedure: Procedure) -> None:
   """Refuses a method that cannot serve the requested setting, saying why: its edit
@@ -97,11 +108,7 @@ def check_setting(config: UnlearnConfig, task: UnlearnTask, epochs: int,
   it, and the run has none."""
   method = config.method
   known = registry()
-  if method.classes_only and task.setting != "class":
-    what = "outliers" if task.setting == "outliers" else "a random subset"
-    raise ValueError(f"{method.name} removes whole classes only (it compares classes); it "
-                     f"cannot forget {what}. Methods that can: "
-                     f"{', '.join(m for m, c in known.items() if not c.classes_only)}.")
+  check_request(config)
   if task.remain is None:
     if method.remain == REMAIN_REQUIRED:
       raise ValueError(f"{method.name} needs remain data and the run has none (no_remain); "
@@ -189,12 +196,13 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
     raise ValueError(f"--workdir {workdir} is the training run's own directory; give the "
                      "unlearning run a directory of its own (the trained model stays as it "
                      "is).")
+  check_request(config)                   # before minutes of loading the model and data
+  mesh = sharding.mesh_or_none(devices)
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                        dataset=dataset,
                                                        allow_partial=allow_partial)
   config = dataclasses.replace(config, method=with_defaults(config.method, train_cfg.dataset))
   method = config.method
-  mesh = sharding.mesh_or_none(devices)
   trained = sharding.replicate(trained, mesh)
   task, remain_all = build_task(config, train_cfg, ds, progress, mesh)
   epochs = run_epochs(config, train_cfg)
@@ -203,7 +211,7 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   procedure = method.procedure(task, budget)
   check_setting(config, task, epochs, procedure)
   workdir = checkpoints.claim_workdir(workdir, config.to_json(), refuse=lambda old: (
-      LEGACY_FIX if is_legacy(old) else None))
+      LEGACY_FIX if is_legacy(old) else None), paths=("checkpoint",))
   evaluator = readouts.Evaluator(model, task, remain_all, eval_limit=config.eval_limit,
                                  mia=config.mia, test_limit=config.test_limit,
                                  seed=config.draw_seed)

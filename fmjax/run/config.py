@@ -161,12 +161,15 @@ def for_method(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in overrides.items() if k in keep}
 
 
-def make_config(checkpoint: str, method: str | Method, **overrides: Any) -> UnlearnConfig:
+def make_config(checkpoint: str, method: str | Method, *, dataset: str | None = None,
+                **overrides: Any) -> UnlearnConfig:
   """An :class:`UnlearnConfig` with the defaults for the checkpoint's dataset.
 
   ``method`` is a name (its defaults) or a :class:`fmjax.methods.Method`;
   ``overrides`` are the run's settings and the method's fields by name (None keeps
-  a default). The mask ratio, when not given, is the paper's for the dataset.
+  a default). The mask ratio, when not given, is the paper's for the dataset
+  (``dataset``, else the one the checkpoint's training run names: give it to check a
+  config before the original is trained).
 
   Raises:
     ValueError: a setting neither the run nor the method has (both are listed).
@@ -182,7 +185,7 @@ def make_config(checkpoint: str, method: str | Method, **overrides: Any) -> Unle
   settings = {k: given.pop(k) for k in list(given) if k in own}
   method = (make(name, **settings) if isinstance(method, str)
             else dataclasses.replace(method, **settings))
-  method = with_defaults(method, training.read_config(checkpoint).dataset)
+  method = with_defaults(method, dataset or training.read_config(checkpoint).dataset)
   if given.get("forget_random") is not None and "forget_classes" not in given:
     given["forget_classes"] = None   # the random subset replaces the default class 0
   if "forget_classes" in given and given["forget_classes"] is not None:

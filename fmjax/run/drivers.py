@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from fmjax import data, sharding
+from fmjax import checkpoints, data, sharding
 from fmjax.run.build import setup
 from fmjax.run.config import UnlearnConfig
 from fmjax.run.phases import (
@@ -36,14 +36,17 @@ def unlearn(config: UnlearnConfig, workdir: str, *, data_dir: str | None = None,
   :func:`edit_phase` (or :func:`resume` after the last saved epoch),
   :func:`finetune_phase`, :func:`relearn_phase` and the summary.
   """
-  run = setup(config, workdir, data_dir, dataset, progress, allow_partial, devices)
-  unit = start(run)
-  if isinstance(unit, UnlearnResult):
-    return unit
-  last = run.epochs if stop_after_epoch is None else min(run.epochs, stop_after_epoch)
-  unit.state = finetune_phase(run, unit.state, unit.mask, unit.freeze, unit.start + 1, last,
-                               unit.records)
-  return finish(unit, last)
+  try:
+    run = setup(config, workdir, data_dir, dataset, progress, allow_partial, devices)
+    unit = start(run)
+    if isinstance(unit, UnlearnResult):
+      return unit
+    last = run.epochs if stop_after_epoch is None else min(run.epochs, stop_after_epoch)
+    unit.state = finetune_phase(run, unit.state, unit.mask, unit.freeze, unit.start + 1, last,
+                                unit.records)
+    return finish(unit, last)
+  finally:   # the next run on this directory, in this process or another, may take it
+    checkpoints.release_workdir(workdir)
 
 
 def unlearn_many(configs: list[UnlearnConfig], workdirs: list[str], *,
@@ -66,6 +69,15 @@ def unlearn_many(configs: list[UnlearnConfig], workdirs: list[str], *,
                      f"{len(configs)} configs and {len(workdirs)} work directories.")
   if len({str(pathlib.Path(w).resolve()) for w in workdirs}) != len(workdirs):
     raise ValueError("unlearn_many got the same work directory twice; give every run its own.")
+  try:
+    return _unlearn_many(configs, workdirs, data_dir, progress, dataset, stop_after_epoch,
+                         devices)
+  finally:
+    for w in workdirs:
+      checkpoints.release_workdir(w)
+
+
+def _unlearn_many(configs, workdirs, data_dir, progress, dataset, stop_after_epoch, devices):
   mesh = sharding.mesh_or_none(devices)
   device_data: dict = {}   # one device copy of the training set per training run
   runs = [setup(c, w, data_dir, dataset, progress, devices=1 if mesh is None else mesh,
