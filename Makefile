@@ -25,7 +25,7 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
         lr-ablation report compare test-prepare test-scale test-long successors privacy salun-cifar10 \
-        bench-scale bench-peers bench-memory
+        bench-scale bench-peers bench-memory mutants
 
 RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES)) \
            $(if $(UNITS),--units-per-program $(UNITS))
@@ -147,6 +147,13 @@ test-prepare: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[prepare]'
 	$(BIN)/python -m pytest -q -n 2 -m slow tests
+
+## Mutation testing (cosmic-ray) of fmjax/methods, procedures.py, readouts.py and fisher/:
+## SAMPLE mutants per scope (default 12; about 40 minutes here), each against its scope's
+## tests; kill rates and survivors in runs/mutants/report.md. Not in CI.
+mutants: $(STAMP)
+	$(BIN)/python -m pip install -q 'cosmic-ray>=8.7'
+	$(BIN)/python -m tests.mutants --workdir $(call workdir,mutants) $(if $(SAMPLE),--sample $(SAMPLE))
 
 ## Prepare a tensorflow-datasets copy: make data DATASET=cifar10 [DATA_DIR=...] (needs a network,
 ## or the official archives in ARCHIVES=dir or <data dir>/tfds/downloads/manual).
