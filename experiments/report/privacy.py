@@ -139,6 +139,7 @@ def privacy_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   from experiments.report.figures import save_figure
   found = all_scores(exp, results)
@@ -162,14 +163,17 @@ def privacy_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path
     left.set_title(f"{setting}: per-example ε vs Retrain's reference", fontsize=10)
     left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.06), ncol=3,
                 frameon=False)
-    for k in names:
+    for i, k in enumerate(sorted(names, key=lambda k: lines[k]["RTE"])):
       s = lines[k]
       err = [[s["F"] - s["F_ci"][0]], [s["F_ci"][1] - s["F"]]]
       right.errorbar(s["RTE"], s["F"], yerr=err, fmt="o",
                      color="tab:red" if k.startswith("retrain") else "tab:blue", capsize=2)
-      right.annotate(k, (s["RTE"], s["F"]), fontsize=7.5, xytext=(4, 3),
-                     textcoords="offset points")
+      right.annotate(k, (s["RTE"], s["F"]), fontsize=7.5,   # neighbours above and below
+                     xytext=(4, 4 if i % 2 == 0 else -11), textcoords="offset points")
     right.set_xscale("log")
+    right.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    right.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    right.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.set_xlabel("RTE per model (s, log)")
     right.set_ylabel("forgetting quality F")
     right.set_title(f"{setting}: forgetting quality against compute", fontsize=10)
