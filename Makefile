@@ -24,7 +24,7 @@ workdir = $(or $(WORKDIR),runs/$(1)$(if $(SMOKE),-smoke))
 
 .PHONY: install test test-slow lint bench-fisher data train-fashion clean offline \
         cifar10-resnet20 class-removal mask-only outliers limited-remain ratio-sweep \
-        lr-ablation report compare test-prepare test-scale test-long successors privacy salun-cifar10 \
+        lr-ablation report compare test-prepare test-scale test-long successors privacy privacy-cifar10 salun-cifar10 \
         bench-scale bench-peers bench-memory mutants
 
 RUN_EXP := $(BIN)/python -m experiments.run $(if $(DEVICES),--devices $(DEVICES)) \
@@ -73,6 +73,13 @@ privacy: $(STAMP)
 	$(need_fashion)
 	$(RUN_EXP) privacy --workdir $(call workdir,privacy) $(DATA_ARGS) $(SET_ARGS) \
 	  --units-per-program $(or $(K),1)
+
+## The same on CIFAR-10 (ResNet-18; MODEL=resnet20), 128 models per method, K=32 a program
+## (a GPU machine; not run on this CPU): runs/privacy_cifar10.
+privacy-cifar10: $(STAMP)
+	$(call need_data,cifar10)
+	$(RUN_EXP) privacy_cifar10 --workdir $(call workdir,privacy_cifar10) $(DATA_ARGS) \
+	  $(SET_ARGS) $(if $(MODEL),--model $(MODEL)) --units-per-program $(or $(K),32)
 
 ## SalUn's CIFAR-10 protocol as its released code runs it: its hold-out split and forget
 ## indices, ResNet-18 for 182 epochs with its augmentation, seeds 2, 3, 4 (a GPU, a network).

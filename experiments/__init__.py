@@ -19,8 +19,11 @@ side.
 ``successors``         the paper's method and SSD, SalUn, SCRUB, l1-sparse,
                        NegGrad+, random labels under the protocol, on a CPU
 ``salun_recipe``       SalUn's CIFAR-10 protocol index for index (a GPU)
+``privacy``            per-example forgetting quality from ensembles, on a CPU
+``privacy_cifar10``    the same on CIFAR-10, 128 models per method (a GPU)
 =====================  =====================================================
 """
 
 EXPERIMENTS = ("class_removal", "fashion_offline", "mask_only", "outliers", "limited_remain",
-               "ratio_sweep", "lr_ablation", "successors", "salun_recipe", "privacy")
+               "ratio_sweep", "lr_ablation", "successors", "salun_recipe", "privacy",
+               "privacy_cifar10")

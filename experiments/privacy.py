@@ -45,24 +45,32 @@ REFERENCE = "retrain (reference)"
 REFERENCE_OFFSET = 1000
 
 
-def get_config(*, small: bool = False, seeds: tuple[int, ...] = tuple(range(16)),
-               max_epochs: int | None = 5) -> Experiment:
-  """The ensemble experiment (``small``: digits, 4 models per method, for tests)."""
-  forget = {"forget_classes": None, "forget_random": 0.1}
+def ensemble_units(forget: dict, *, unlearn: dict, lr: dict, max_epochs: int | None
+                   ) -> tuple[Unit, ...]:
+  """Every method of :data:`METHODS` on one ``forget`` set with the ``unlearn`` settings
+  (``lr``: rates per method), plus Retrain's reference ensemble (seeds + 1000)."""
   out = []
   for u in protocol_units("random 10%", forget, max_epochs=max_epochs, methods=METHODS):
-    over = {**for_method(u.method, UNLEARN), **u.unlearn}
-    if u.method in LR:
-      over["lr"] = LR[u.method]
+    over = {**for_method(u.method, unlearn), **u.unlearn}
+    if u.method in lr:
+      over["lr"] = lr[u.method]
     out.append(dataclasses.replace(u, unlearn=over))
     if u.method == "retrain":
       out.append(Unit(u.setting, REFERENCE, "retrain", u.original, over,
                       seed_offset=REFERENCE_OFFSET))
+  return tuple(out)
+
+
+def get_config(*, small: bool = False, seeds: tuple[int, ...] = tuple(range(16)),
+               max_epochs: int | None = 5) -> Experiment:
+  """The ensemble experiment (``small``: digits, 4 models per method, for tests)."""
   exp = Experiment(
       name="privacy",
       title="Per-example forgetting quality from ensembles: random 10% of Fashion-MNIST, "
             "small CNN, a memorising original",
-      originals={"main": Original("fashion_mnist", "small_cnn", TRAIN)}, units=tuple(out),
+      originals={"main": Original("fashion_mnist", "small_cnn", TRAIN)},
+      units=ensemble_units({"forget_classes": None, "forget_random": 0.1}, unlearn=UNLEARN,
+                           lr=LR, max_epochs=max_epochs),
       seeds=tuple(seeds), tables=("privacy", "protocol", "seconds"), figure="privacy")
   if not small:
     return exp

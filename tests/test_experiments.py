@@ -17,7 +17,8 @@ from fmjax import checkpoints, methods
 # test-slow; `make test-prepare` runs its smoke form on CIFAR archives); privacy's runs
 # 44 units (4 seeds of 11 lines, about a minute): make test-slow.
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
-                                  if n in ("salun_recipe", "privacy") else n
+                                  if n in ("salun_recipe", "privacy", "privacy_cifar10")
+                                  else n
                                   for n in EXPERIMENTS])
 def test_every_experiment_runs_small_and_resumes_without_recomputing(tmp_path, name, capsys):
   module = importlib.import_module(f"experiments.{name}")
@@ -381,3 +382,26 @@ def test_the_protocol_table_starts_with_the_original_and_counts_the_pairs_told_a
   assert tables.separated_pairs([(None, None, [1.0, 3.0]), (None, None, [2.0, 4.0])]) == (0, 1)
   assert tables.separated_pairs([(None, None, [1.0, 1.2]), (None, None, [2.0, 2.2])]) == (1, 1)
   assert tables.separated_pairs([(None, None, [1.0]), (None, None, [2.0, 2.2])]) == (0, 0)
+
+
+@pytest.mark.parametrize("name, n_seeds, dataset", [("privacy", 16, "fashion_mnist"),
+                                                    ("privacy_cifar10", 128, "cifar10")])
+def test_the_ensemble_experiments_share_one_forget_set_and_keep_confidences(name, n_seeds,
+                                                                            dataset):
+  """Every unit of an ensemble experiment draws the same forget set (forget_seed 0), keeps
+  its final confidences, and Retrain has a second, reference ensemble at seeds + 1000."""
+  from experiments.privacy import METHODS, REFERENCE, REFERENCE_OFFSET
+  exp = importlib.import_module(f"experiments.{name}").get_config()
+  assert len(exp.seeds) == n_seeds and {o.dataset for o in exp.originals.values()} == {
+      dataset}
+  assert {u.method for u in exp.units} == set(METHODS)
+  for u in exp.units:
+    assert u.unlearn["forget_seed"] == 0 and u.unlearn["confidences"]
+    assert u.unlearn["forget_random"] == 0.1 and u.unlearn["forget_classes"] is None
+  ref = [u for u in exp.units if u.line == REFERENCE]
+  assert len(ref) == 1 and ref[0].method == "retrain" and ref[0].seed_offset == REFERENCE_OFFSET
+  if name == "privacy_cifar10":   # each method at its own recipe, SalUn's original
+    assert all("epochs" not in u.unlearn and "lr" not in u.unlearn for u in exp.units)
+    train = exp.originals["main"].train
+    assert (train["epochs"], train["decay_epochs"], train["augment"]) == (182, (91, 136), True)
+    assert "holdout_seed" not in train
