@@ -4,7 +4,9 @@ Tool: cosmic-ray. It writes each mutant into the source file on disk and runs th
 command in a fresh subprocess, so nothing mutated is traced, compiled and cached by JAX
 in the process that judges it, and a mutant that hangs is stopped by its timeout. Its
 session database (SQLite) records every result as it comes: a killed ``make mutants``
-rerun continues where it stopped.
+rerun continues where it stopped. The mutants are written into a private copy of the
+repository (``<workdir>/tree``), never into the working tree, so tests, commits and
+other runs beside it see the real code.
 
 Every scope runs its own test selection (the tests that should catch a bug there), with
 ``-x`` so a killed mutant costs its first failing test. The mutants are a seeded sample
@@ -23,6 +25,7 @@ import argparse
 import math
 import pathlib
 import random
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -40,7 +43,9 @@ SCOPES = {
     "paper methods": ([f"fmjax/methods/{m}.py" for m in (
         "fisher_mask", "random_mask", "finetune", "retrain", "fisher_noise", "grad_mask",
         "influence", "activation_mask", "tfidf", "_channels", "_gradients", "base")],
-        ["tests/test_method_scores.py", "tests/test_masks.py", "tests/test_extension.py"]),
+        ["tests/test_method_scores.py", "tests/test_masks.py", "tests/test_extension.py",
+         "tests/test_successor_runs.py::test_paper_methods_are_bit_identical_to_before_the_"
+         "interface_changed"]),
     "procedures": (["fmjax/procedures.py"], ["tests/test_successors.py",
                                              "tests/test_runner.py"]),
     "readouts": (["fmjax/readouts.py"], ["tests/test_successors.py",
@@ -58,16 +63,38 @@ def _redundant(operator: str) -> bool:
   return not (a in KEPT_BINARY and b in KEPT_BINARY)
 
 
-def _config(modules: list[str], tests: list[str], timeout: float) -> str:
-  paths = ", ".join(f'"{ROOT / m}"' for m in modules)
-  command = f"{PYTEST} {' '.join(str(ROOT / t) for t in tests)}"
+COPIED = ("fmjax", "tests", "experiments", "pyproject.toml")
+
+
+def copy_tree(workdir: pathlib.Path) -> pathlib.Path:
+  """The private copy the mutants are written into (made once; a rerun keeps it)."""
+  tree = workdir / "tree"
+  if not tree.exists():
+    partial = workdir / "tree.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name in COPIED:
+      src = ROOT / name
+      if src.is_dir():
+        shutil.copytree(src, partial / name, ignore=shutil.ignore_patterns("__pycache__"))
+      else:
+        shutil.copy2(src, partial / name)
+    partial.rename(tree)
+  return tree
+
+
+def _config(modules: list[str], tests: list[str], timeout: float,
+            root: pathlib.Path = ROOT) -> str:
+  paths = ", ".join(f'"{root / m}"' for m in modules)
+  command = f"{PYTEST} {' '.join(str(root / t) for t in tests)}"
   return (f"[cosmic-ray]\nmodule-path = [{paths}]\ntimeout = {timeout}\n"
           f"excluded-modules = []\ntest-command = \"{command}\"\n\n"
           "[cosmic-ray.distributor]\nname = \"local\"\n")
 
 
-def _cosmic_ray(*args: str) -> None:
-  subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *args], check=True, cwd=ROOT)
+def _cosmic_ray(tree: pathlib.Path, *args: str) -> None:
+  """cosmic-ray in the copy: its pytest imports the copy's fmjax (rootdir on sys.path)."""
+  subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *args], check=True, cwd=tree)
 
 
 def prepare(name: str, workdir: pathlib.Path, sample: int, seed: int, timeout: float
@@ -82,8 +109,9 @@ def prepare(name: str, workdir: pathlib.Path, sample: int, seed: int, timeout: f
   config, session = stem.with_suffix(".toml"), stem.with_suffix(".sqlite")
   if session.exists():
     return session
-  config.write_text(_config(modules, tests, timeout))
-  _cosmic_ray("init", str(config), str(session))
+  tree = copy_tree(workdir)
+  config.write_text(_config(modules, tests, timeout, tree))
+  _cosmic_ray(tree, "init", str(config.resolve()), str(session.resolve()))
   with use_db(str(session), WorkDB.Mode.open) as db:
     items = list(db.work_items)
     kept = [i for i in items if not _redundant(i.mutations[0].operator_name)]
@@ -93,7 +121,7 @@ def prepare(name: str, workdir: pathlib.Path, sample: int, seed: int, timeout: f
   return session
 
 
-def results(session: pathlib.Path) -> list[tuple[str, str, str]]:
+def results(session: pathlib.Path, root: pathlib.Path) -> list[tuple[str, str, str]]:
   """(outcome, 'file:line operator', diff) of every tested mutant."""
   from cosmic_ray.work_db import WorkDB, use_db
   from cosmic_ray.work_item import WorkerOutcome
@@ -105,7 +133,7 @@ def results(session: pathlib.Path) -> list[tuple[str, str, str]]:
       if r.worker_outcome == WorkerOutcome.SKIPPED:
         continue
       m = items[job_id].mutations[0]
-      where = (f"{pathlib.Path(m.module_path).relative_to(ROOT)}:{m.start_pos[0]} "
+      where = (f"{pathlib.Path(m.module_path).relative_to(root)}:{m.start_pos[0]} "
                f"{m.operator_name.split('/')[-1]}")
       outcome = "killed" if r.is_killed else "survived"
       if r.test_outcome is None or r.worker_outcome != WorkerOutcome.NORMAL:
@@ -141,15 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: scopes must be among {sorted(SCOPES)} (got {unknown}) and --sample >= 1.",
           file=sys.stderr)
     return 2
-  workdir = pathlib.Path(args.workdir)
+  workdir = pathlib.Path(args.workdir).resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   lines, totals = ["# Mutation testing (cosmic-ray)", ""], defaultdict(int)
   survivors = []
   for name in scopes:
     session = prepare(name, workdir, args.sample, args.seed, args.timeout)
     print(f"== {name}: {args.sample} mutants of {', '.join(SCOPES[name][0])}", flush=True)
-    _cosmic_ray("exec", str(session.with_suffix(".toml")), str(session))
-    got = results(session)
+    tree = copy_tree(workdir)
+    _cosmic_ray(tree, "exec", str(session.with_suffix(".toml").resolve()), str(session.resolve()))
+    got = results(session, tree.resolve())
     counts = defaultdict(int)
     for outcome, where, diff in got:
       counts[outcome] += 1

@@ -26,7 +26,7 @@ def test_wilson_interval_by_hand():
 def test_every_scope_names_real_modules_and_tests():
   for modules, tests in mutants.SCOPES.values():
     for path in modules + tests:
-      assert (mutants.ROOT / path).exists(), path
+      assert (mutants.ROOT / path.split("::")[0]).exists(), path
     config = mutants._config(modules, tests, 60.0)
     assert "-x -q" in config and "not slow" in config and tests[0] in config
 
@@ -34,3 +34,21 @@ def test_every_scope_names_real_modules_and_tests():
 def test_bad_options_are_refused(capsys):
   assert mutants.main(["--scopes", "nonsense", "--workdir", "unused"]) == 2
   assert "scopes must be among" in capsys.readouterr().err
+
+
+def test_mutants_are_written_into_a_private_copy_whose_fmjax_the_tests_import(tmp_path):
+  import subprocess
+  import sys
+  tree = mutants.copy_tree(tmp_path)
+  assert (tree / "fmjax" / "readouts.py").read_text() == (
+      mutants.ROOT / "fmjax" / "readouts.py").read_text()
+  assert mutants.copy_tree(tmp_path) == tree and not (tmp_path / "tree.partial").exists()
+  out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "--co", "tests/test_mutants.py"], cwd=tree, capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode == 0, out.stdout + out.stderr
+  probe = tree / "tests" / "test_probe.py"   # what a test run in the copy imports
+  probe.write_text("import fmjax\n\ndef test_where():\n  print(fmjax.__file__)\n")
+  out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                        str(probe)], cwd=tree, capture_output=True, text=True, timeout=120)
+  assert str(tree / "fmjax" / "__init__.py") in out.stdout, out.stdout
