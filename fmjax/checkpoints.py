@@ -26,6 +26,9 @@ same steps and holds the same replicated state; only process 0 writes the
 JSON files, and orbax coordinates the processes' checkpoint commits itself
 (its primary host writes the replicated arrays). The work directory must
 then be on storage every process sees.
+
+One process writes a work directory at a time (:func:`lock_workdir`, taken by
+:func:`claim_workdir`): a second writer is refused with the holder's pid.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from fmjax import distributed
+from fmjax._locks import LOCK_FILE, lock_workdir, release_workdir  # noqa: F401 -- its API
 
 log = logging.getLogger(__name__)
 
@@ -103,50 +107,6 @@ def read_json(path: str | pathlib.Path, *, what: str, fix: str) -> Any:
     raise ValueError(f"{path} ({what}) cannot be read: {type(e).__name__}: {e}. {fix}") from e
 
 
-LOCK_FILE = ".lock"
-_held: dict[pathlib.Path, Any] = {}   # work directories this process holds: open lock files
-
-
-def lock_workdir(workdir: str | pathlib.Path) -> None:
-  """Holds ``workdir`` for this process until it exits (or :func:`release_workdir`).
-
-  One writer per work directory: an exclusive ``fcntl.flock`` on ``workdir/.lock``,
-  which holds the holder's pid. The kernel drops the lock when its process dies, however
-  it dies, so a killed run leaves no stale lock: the next run takes it over at once (the
-  old pid in the file is only overwritten). With several processes only process 0 takes
-  it (they all write through it). Taking a directory this process holds is a no-op.
-
-  Raises:
-    ValueError: another process holds it (its pid, and what to do).
-  """
-  import fcntl
-
-  workdir = pathlib.Path(workdir).resolve()
-  if workdir in _held or not distributed.is_writer():
-    return
-  f = open(workdir / LOCK_FILE, "a+")   # noqa: SIM115 -- held open for the run
-  try:
-    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError:
-    f.seek(0)
-    holder = f.read().strip() or "unknown"
-    f.close()
-    raise ValueError(f"{workdir} is in use by another run (pid {holder}); wait for it to "
-                     "finish, or stop it, or give this run another --workdir.") from None
-  f.seek(0)
-  f.truncate()
-  f.write(f"{os.getpid()}\n")
-  f.flush()
-  _held[workdir] = f
-
-
-def release_workdir(workdir: str | pathlib.Path) -> None:
-  """Lets another process take ``workdir`` (:func:`lock_workdir`); a no-op if not held."""
-  f = _held.pop(pathlib.Path(workdir).resolve(), None)
-  if f is not None:
-    f.close()   # closing the file drops the flock
-
-
 def _relative(path: str, workdir: pathlib.Path) -> str:
   return os.path.relpath(os.path.abspath(path), os.path.abspath(workdir))
 
@@ -184,8 +144,24 @@ def claim_workdir(workdir: str | pathlib.Path, config: Mapping, *,
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise ValueError(f"--workdir {workdir} is a file, not a directory; choose another path.")
+  created = not workdir.exists()
   workdir.mkdir(parents=True, exist_ok=True)
+  fresh_lock = not (workdir / LOCK_FILE).exists()
   lock_workdir(workdir)
+  try:
+    return _check_config(workdir, config, ignore, refuse, paths)
+  except BaseException:   # refused: leave the directory as it was found
+    release_workdir(workdir)
+    if fresh_lock:
+      (workdir / LOCK_FILE).unlink(missing_ok=True)
+    if created and not any(workdir.iterdir()):
+      workdir.rmdir()
+    raise
+
+
+def _check_config(workdir: pathlib.Path, config: Mapping, ignore: tuple[str, ...],
+                  refuse: Callable[[dict], str | None] | None, paths: tuple[str, ...]
+                  ) -> pathlib.Path:
   path = workdir / "config.json"
   config = _jsonable(config)
   for k in paths:

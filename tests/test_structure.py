@@ -81,7 +81,7 @@ def test_the_checker_catches_each_kind(code, expected):
 # below it; the package's __init__ (its public face) and the command line sit on top.
 LAYERS = (
     ("helpers", ("_checks", "_compiled", "_faults", "_fields", "_progress", "xla_flags")),
-    ("parallel", ("sharding", "distributed")),
+    ("parallel", ("sharding", "distributed", "_locks")),
     ("core", ("data", "models", "schedules", "masks", "fisher", "steps", "evaluation",
               "checkpoints")),
     ("training", ("procedures", "runner", "finetuning", "training")),
