@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -126,3 +128,29 @@ def test_a_forget_only_procedure_needs_no_remain_and_a_missing_stream_is_named()
     Stage(CrossEntropy(), "remain", 4, last_batch="drop")
   assert PROC.streams == {"remain", "forget"}
   assert isinstance(procedures.Budget(1, 0.1, 8).procedure(ascent.stages), Procedure)
+
+
+def test_stages_and_procedures_refuse_bad_settings_by_name():
+  """Survivors of make mutants: the refusals of a Stage and a Procedure, at their bounds."""
+  from fmjax.procedures import CrossEntropy, Procedure, Stage
+  ok = Stage(CrossEntropy(), "remain", 1)
+  with pytest.raises(ValueError, match="stage batch sizes must be >= 1"):
+    Stage(CrossEntropy(), "remain", 0)
+  with pytest.raises(ValueError, match="needs pair_batch_size"):
+    Stage(CrossEntropy(), "remain", 4, pair="forget")
+  assert Stage(CrossEntropy(), "remain", 4, pair="forget", pair_batch_size=1).streams == (
+      "remain", "forget")
+  with pytest.raises(ValueError, match="must name an index set"):
+    Stage(CrossEntropy(), "", 4)
+  with pytest.raises(ValueError, match="at least one stage"):
+    Procedure((), 0.1)
+  with pytest.raises(ValueError, match="learning rate must be > 0, got 0"):
+    Procedure((ok,), 0.0)
+  with pytest.raises(ValueError, match="momentum and weight decay must be >= 0"):
+    Procedure((ok,), 0.1, momentum=-0.1)
+  with pytest.raises(ValueError, match="momentum and weight decay must be >= 0"):
+    Procedure((ok,), 0.1, weight_decay=-1e-4)
+  p = Procedure((ok,), 0.1, momentum=0.0, weight_decay=0.0, info={"a": 1})   # the bounds
+  assert not p.teacher and p == Procedure((ok,), 0.1, momentum=0.0, weight_decay=0.0)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    p.lr = 0.2

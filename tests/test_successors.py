@@ -452,3 +452,18 @@ def test_the_evaluators_mia_efficacy_attacks_the_forget_set_with_the_kept_classe
     assert want >= 0.95
   else:
     assert want <= 0.05
+
+
+def test_each_successor_defaults_to_its_authors_recipe():
+  """The defaults the docstrings cite (a survivor of make mutants: SSD's alpha changed)."""
+  from fmjax.methods import SSD, NegGradPlus, RandomLabel, registry
+  assert (SSD().alpha, SSD().dampening, SSD().importance, SSD().epochs) == (10.0, 1.0,
+                                                                           "batch", 0)
+  assert (SalUn().fraction, SalUn().lr, SalUn().epochs) == (0.5, 0.013, 10)
+  s = SCRUB()
+  assert (s.temperature, s.kl_weight, s.ce_weight, s.max_epochs, s.epochs, s.lr) == (
+      4.0, 0.001, 0.99, 2, 3, 5e-4)
+  assert (NegGradPlus().beta, NegGradPlus().forget_batch_size) == (0.99, 128)
+  assert {"ssd", "salun", "scrub", "neggrad_plus", "l1_sparse", "random_label"} <= set(
+      registry())
+  assert RandomLabel().name == "random_label"
