@@ -64,12 +64,15 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
                      f"{units_per_program!r}.")
   # Bad settings, a bad device count and damaged data files are refused before anything
   # is written: every original's and every unit's config is built first.
-  for orig in exp.originals.values():
-    training.default_config(orig.dataset, orig.model, **dict(orig.train))
-  for unit, seed in exp.runs():
-    check_request(unlearning.make_config(
-        str(original_dir(pathlib.Path(workdir), unit.original)), unit.method, seed=seed,
-        dataset=exp.originals[unit.original].dataset, **dict(unit.unlearn)))
+  workdir = pathlib.Path(workdir)
+  trains = {key: training.default_config(orig.dataset, orig.model, **dict(orig.train))
+            for key, orig in exp.originals.items()}
+  runs = [(unit, seed, unlearning.make_config(
+      str(original_dir(workdir, unit.original)), unit.method, seed=seed,
+      dataset=exp.originals[unit.original].dataset, **dict(unit.unlearn)))
+      for unit, seed in exp.runs()]
+  for _, _, config in runs:
+    check_request(config)
   sharding.mesh_or_none(devices)
   datasets: dict[str, data.Dataset] = {}
   for orig in exp.originals.values():
@@ -79,19 +82,21 @@ def run(exp: Experiment, workdir: str | pathlib.Path, *, data_dir: str | None = 
   # the units compute may not.
   root = checkpoints.claim_workdir(workdir, exp.to_json(), ignore=PRESENTATION)
   try:
-    return _run(exp, root, datasets, progress, devices, units_per_program)
+    return _run(exp, root, trains, runs, datasets, progress, devices, units_per_program)
   finally:
     checkpoints.release_workdir(root)
 
 
-def _run(exp: Experiment, root: pathlib.Path, datasets: dict, progress: bool | None,
-         devices: Any, units_per_program: int) -> dict:
+def _run(exp: Experiment, root: pathlib.Path, trains: dict, runs: list, datasets: dict,
+         progress: bool | None, devices: Any, units_per_program: int) -> dict:
+  """The run itself, in the claimed ``root``: ``trains`` the originals' configs, ``runs``
+  every (unit, seed, config), each built once by :func:`run` before anything was written."""
   checkpoints.write_json(root / "config.json", exp.to_json())
   say = (lambda msg: None) if progress is False else (
       lambda msg: print(msg, file=sys.stderr, flush=True))
   seconds: dict[str, float] = {}
   for key, orig in exp.originals.items():
-    config = training.default_config(orig.dataset, orig.model, **dict(orig.train))
+    config = trains[key]
     say(f"== original {key}: {orig.model} on {orig.dataset}, {config.epochs} epochs")
     start = time.perf_counter()
     training.train(config, original_dir(root, key), dataset=datasets[orig.dataset],
@@ -99,14 +104,12 @@ def _run(exp: Experiment, root: pathlib.Path, datasets: dict, progress: bool | N
     seconds[f"train {key}"] = time.perf_counter() - start
   ran, skipped, pending = [], [], []
   total = len(exp.units) * len(exp.seeds)
-  for unit, seed in exp.runs():
+  for unit, seed, config in runs:
     out = unit_dir(root, unit.setting, unit.line, seed)
     label = f"{unit.setting} / {unit.line} / seed {seed}"
     if finished_summary(out) is not None:
       skipped.append(label)
       continue
-    config = unlearning.make_config(str(original_dir(root, unit.original)), unit.method,
-                                    seed=seed, **dict(unit.unlearn))
     pending.append((label, unit.original, config, out, unit.line))
   # Runs of one original go together, K at a time, the runs of one line (its settings and
   # seeds) next to each other: unlearn_many stacks the runs that share an update rule

@@ -170,17 +170,16 @@ def read_cifar_python(source: pathlib.Path, coarse: bool = False, cifar100: bool
   else:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
     label_key, meta_name = "labels", "batches.meta"
+  def where(n):
+    return f"{source}:{n}" if not source.is_dir() else str(source / n)
+
   raw = _cifar_python_files(source, names)
-  batches = {n: _load_batch(raw[n], f"{source}:{n}" if not source.is_dir() else
-                           str(source / n)) for n in names}
+  batches = {n: _load_batch(raw[n], where(n)) for n in names}
   meta = batches.pop(meta_name)
   class_names = [c.decode() if isinstance(c, bytes) else c
                  for c in meta.get("fine_label_names", meta.get("label_names", []))]
   train_keys = ["train"] if cifar100 else names[:5]
   test_key = "test" if cifar100 else "test_batch"
-
-  def where(n):
-    return f"{source}:{n}" if not source.is_dir() else str(source / n)
 
   train = [_batch_arrays(batches[k], label_key, where(k)) for k in train_keys]
   test_x, test_y = _batch_arrays(batches[test_key], label_key, where(test_key))
