@@ -21,6 +21,9 @@ SMALL_TRAIN = {"epochs": 2}
 # experiment's first seed only).
 SMOKE = ("train.epochs=1", "train.train_limit=320", "unlearn.epochs=1",
          *(f"unlearn.{k}={v}" for k, v in CHEAP_UNLEARN.items()))
+# A learning-rate sweep's tuning lines run the experiment's seeds plus this: disjoint from
+# the seeds it reports (and from a privacy experiment's reference ensemble, + 1000).
+TUNING_OFFSET = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,9 @@ class Unit:
       the average gap to Retrain. None: a line of its own.
     seed_offset: the unit runs the experiment's seeds plus this (a second, disjoint
       ensemble of the same method: Retrain's reference half in a privacy experiment).
+    tuning: a line that only selects a sweep's rate (:func:`sweep_lr`): it runs on
+      tuning seeds (``seed_offset`` :data:`TUNING_OFFSET`), its gaps are to the
+      setting's tuning Retrain, and no reported row is one of its numbers.
   """
   setting: str
   line: str
@@ -54,6 +60,7 @@ class Unit:
   unlearn: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   group: str | None = None
   seed_offset: int = 0
+  tuning: bool = False
 
   def seeds(self, exp_seeds: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(s + self.seed_offset for s in exp_seeds)
@@ -111,6 +118,8 @@ class Experiment:
     for u in raw["units"]:   # written only when set: older experiment directories still match
       if u.get("seed_offset") == 0:
         del u["seed_offset"]
+      if u.get("tuning") is False:
+        del u["tuning"]
     return raw
 
   @classmethod
@@ -123,19 +132,28 @@ class Experiment:
     return cls(**raw)
 
 
-def sweep_lr(exp: Experiment, grids: Mapping[str, tuple[float, ...]]) -> Experiment:
+def sweep_lr(exp: Experiment, grids: Mapping[str, tuple[float, ...]], *,
+             tune: bool = True) -> Experiment:
   """``exp`` with every unit of each method in ``grids`` replaced by one unit per
   learning rate of its grid (line ``'<line> lr=<rate>'``, one group per line).
 
   The rate is the unlearning config's ``lr``: the constant rate of a method
   with its own procedure, or a constant fine-tuning rate for the paper's
   methods (instead of the compressed schedule).
+
+  ``tune`` (the default) makes the selection honest: each rate also runs on tuning seeds
+  (line ``'<line> lr=<rate> (tuning)'``, the experiment's seeds + :data:`TUNING_OFFSET`),
+  and each swept setting gains a tuning Retrain (``'<retrain line> (tuning)'``, the same
+  seeds); the report picks the rate whose tuning line is closest to the tuning Retrain and
+  reports that rate's evaluation seeds against the evaluated Retrain, so no reported
+  number took part in the choice. ``tune=False``: the rate is picked on the reported
+  seeds themselves (the protocol's usual practice; optimistic).
   """
   unknown = [m for m in grids if not any(u.method == m for u in exp.units)]
   if unknown:
     raise ValueError(f"--lr-grid names method(s) {unknown} that the experiment does not run; "
                      f"its methods: {sorted({u.method for u in exp.units})}.")
-  units = []
+  units, tuning = [], []
   for u in exp.units:
     grid = grids.get(u.method)
     if not grid:
@@ -147,9 +165,23 @@ def sweep_lr(exp: Experiment, grids: Mapping[str, tuple[float, ...]]) -> Experim
     for lr in grid:
       if not (isinstance(lr, int | float) and lr > 0):
         raise ValueError(f"--lr-grid {u.method}: rates must be > 0, got {lr!r}.")
-      units.append(dataclasses.replace(u, line=f"{u.line} lr={lr:g}", group=u.line,
-                                       unlearn={**u.unlearn, "lr": float(lr)}))
-  return dataclasses.replace(exp, units=tuple(units))
+      rated = dataclasses.replace(u, line=f"{u.line} lr={lr:g}", group=u.line,
+                                  unlearn={**u.unlearn, "lr": float(lr)})
+      units.append(rated)
+      if tune:
+        tuning.append(dataclasses.replace(rated, line=f"{rated.line} (tuning)", tuning=True,
+                                          seed_offset=u.seed_offset + TUNING_OFFSET))
+  refs = []
+  for setting in dict.fromkeys(u.setting for u in tuning):
+    ref = next((u for u in exp.units if u.setting == setting and u.method == "retrain"
+                and not u.seed_offset and not u.tuning), None)
+    if ref is None:
+      raise ValueError(f"--lr-grid picks each rate on tuning seeds against a tuning Retrain, "
+                       f"but setting {setting!r} of experiment {exp.name} has no Retrain "
+                       "unit; add one (or sweep with tune=False).")
+    refs.append(dataclasses.replace(ref, line=f"{ref.line} (tuning)", tuning=True,
+                                    seed_offset=TUNING_OFFSET))
+  return dataclasses.replace(exp, units=tuple(units + refs + tuning))
 
 
 def slug(text: str) -> str:

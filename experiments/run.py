@@ -8,8 +8,9 @@ after an interruption: finished units are skipped, an interrupted one resumes.
 configs (``--set train.epochs=1 --set unlearn.ratio=0.04 --set seeds=0``; see
 ``experiments/_overrides.py``); the overridden experiment is what the run
 records in ``config.json``. ``--lr-grid salun=0.1,0.03,0.01`` runs a method at
-each rate of a grid; the report's protocol table shows the best rate by the
-average gap to Retrain, and every rate in a table of its own.
+each rate of a grid and on tuning seeds beside a tuning Retrain
+(:func:`experiments._spec.sweep_lr`); the report's protocol table shows the rate the
+tuning seeds select, measured on the evaluation seeds, and the whole grid below it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
                       "unlearn.<field>=... (repeatable; type-checked)")
   p.add_argument("--lr-grid", action="append", default=[], metavar="METHOD=RATE,RATE,...",
                  help="run METHOD at each learning rate of the grid (repeatable); the report "
-                      "picks the best by the average gap to Retrain")
+                      "picks the rate on tuning seeds (+2000, beside a tuning Retrain) and "
+                      "reports it on the evaluation seeds")
   p.add_argument("--data-dir", default=None,
                  help="dataset directory (default: $FMJAX_DATA_DIR or ~/fmjax_data)")
   p.add_argument("--devices", type=int, default=None, metavar="N",

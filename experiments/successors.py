@@ -28,8 +28,10 @@ trains the original's 20. Every successor otherwise runs at its authors'
 recipe (batch size, momentum, weight decay and rate: the method's own
 defaults, :mod:`fmjax.methods`), except where ``--lr-grid`` sweeps the
 rate: by default SalUn and random labels at their README's 0.013 and its
-earlier 0.1, SCRUB at its 5e-4 and the original model's 0.01, and the report
-picks the best by the average gap. Readouts use at most 2,000 training
+earlier 0.1, SCRUB at its 5e-4 and the original model's 0.01; every rate also
+runs on two tuning seeds beside a tuning Retrain, and the report picks the rate
+closest to it there and reports that rate on the evaluation seeds
+(:func:`experiments._spec.sweep_lr`). Readouts use at most 2,000 training
 examples per set and the whole test set, and are taken of the original, after the
 edit and after the last epoch only (``eval_epochs='last'``: the tables need no
 curves); no relearn readout (not part of the protocol).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 
@@ -269,11 +270,25 @@ class TestLrGrid:
     exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")},
                      (Unit("s", "retrain", "retrain"), Unit("s", "salun", "salun"),
                       Unit("s", "scrub", "scrub")))
-    swept = sweep_lr(exp, grids)
+    swept = sweep_lr(exp, grids, tune=False)
     assert [(u.line, u.group, u.unlearn.get("lr")) for u in swept.units] == [
         ("retrain", None, None), ("salun lr=0.1", "salun", 0.1), ("salun lr=0.03", "salun", 0.03),
         ("scrub lr=0.0005", "scrub", 5e-4)]
     assert Experiment.from_json(json.loads(json.dumps(swept.to_json()))) == swept
+    assert "tuning" not in json.dumps(swept.to_json())   # older directories still match
+    # By default every rate also runs on tuning seeds, against a tuning Retrain.
+    tuned = sweep_lr(exp, grids)
+    assert [(u.line, u.group, u.unlearn.get("lr"), u.tuning, u.seeds((0, 1)))
+            for u in tuned.units[4:]] == [
+        ("retrain (tuning)", None, None, True, (2000, 2001)),
+        ("salun lr=0.1 (tuning)", "salun", 0.1, True, (2000, 2001)),
+        ("salun lr=0.03 (tuning)", "salun", 0.03, True, (2000, 2001)),
+        ("scrub lr=0.0005 (tuning)", "scrub", 5e-4, True, (2000, 2001))]
+    assert tuned.units[:4] == swept.units
+    assert Experiment.from_json(json.loads(json.dumps(tuned.to_json()))) == tuned
+    no_retrain = dataclasses.replace(exp, units=exp.units[1:])
+    with pytest.raises(ValueError, match="setting 's' of experiment x has no Retrain unit"):
+      sweep_lr(no_retrain, grids)
 
   @pytest.mark.parametrize("items, match", [
       (["salun"], "METHOD=RATE"), (["nope=0.1"], "unknown method"),
@@ -310,6 +325,35 @@ class TestLrGrid:
     assert "salun lr=0.1 " not in main and "| s | ssd | 0.00 |" in main
     assert "| 50.00 |" in main and "| s | salun lr=0.1 | 100.00 | 50.00 | 40.00 | 100.00 | 20.00" \
         in sweep
+    assert "optimistic" in sweep
+    assert "| s | salun | salun lr=0.03 | – | 5.00 | yes (own gap" in sweep
+
+  def test_the_rate_is_selected_on_tuning_seeds_and_reported_on_the_others(self):
+    """The tuning seeds pick lr=0.1 though the evaluation seeds favour 0.03: the report
+    shows 0.1's evaluation numbers (an honest estimate), and the grid shows both gaps."""
+    from experiments._spec import sweep_lr
+    base = Experiment("x", "x", {"main": Original("digits", "small_cnn")},
+                      (Unit("s", "retrain", "retrain"), Unit("s", "salun", "salun")), seeds=(0,))
+    exp = sweep_lr(base, {"salun": (0.1, 0.03)})
+    by_line = {u.line: u for u in exp.units}
+
+    def result(line, ua, ra=0.9, ta=0.8, mia=1.0, seed=0):
+      unit = by_line[line]
+      records = [{"phase": "finetune", "seconds": {"finetune": 1.0}}]
+      return report.UnitResult(unit, seed + unit.seed_offset, records,
+                               {"protocol": {"UA": ua, "RA": ra, "TA": ta, "MIA": mia}})
+
+    results = [result("retrain", 1.0), result("salun lr=0.1", 0.6), result("salun lr=0.03", 0.9),
+               result("retrain (tuning)", 0.5), result("salun lr=0.1 (tuning)", 0.5),
+               result("salun lr=0.03 (tuning)", 0.9)]
+    text = report.protocol_table(exp, results)
+    main, sweep = text.split("Learning-rate sweeps")
+    # Evaluation gaps: lr=0.1 -> 40/4 = 10, lr=0.03 -> 10/4 = 2.5; tuning: 0 and 10.
+    assert "| s | salun lr=0.1 | 60.00 | 90.00 | 80.00 | 100.00 | 10.00 |" in main
+    assert "lr=0.03" not in main and "(tuning)" not in main
+    assert "| s | salun | 0.1 | 0.00 | 10.00 | yes (tuning gap) |" in sweep
+    assert "| s | salun | 0.03 | 10.00 | 2.50 |  |" in sweep
+    assert "| s | retrain (tuning) | 50.00 |" in sweep and "TUNING seeds" in sweep
 
 
 def test_the_recipe_table_resolves_what_a_method_leaves_to_the_original():

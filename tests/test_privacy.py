@@ -181,3 +181,52 @@ def test_klom_by_hand():
   expected = 0.5 * math.log(0.5 / q0) + 0.5 * math.log(0.5 / q19)
   assert privacy.klom(np.array([[0.0], [1.0]]), np.array([[0.0], [0.0]]))[0] == \
       pytest.approx(expected)
+
+
+def test_the_privacy_report_scores_each_line_per_epoch_and_leaves_tuning_lines_out(tmp_path):
+  """The report's privacy table from stored confidences files, as a run writes them: a
+  line of the reference's distribution scores F near Retrain's floor, a shifted line F 0;
+  per-epoch files give the F-by-epoch table; a sweep's tuning line is not scored."""
+  from experiments._spec import Experiment, Original, Unit
+  from experiments.report import load
+  from experiments.report import privacy as report_privacy
+  from fmjax import checkpoints
+  rng = np.random.default_rng(0)
+  units = (Unit("r", "retrain", "retrain"), Unit("r", "ref", "retrain", seed_offset=1000),
+           Unit("r", "same", "finetune"), Unit("r", "apart", "finetune"),
+           Unit("r", "apart (tuning)", "finetune", tuning=True, seed_offset=2000))
+  exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")}, units,
+                   seeds=tuple(range(8)), tables=("privacy",))
+  index = np.arange(30)
+  center = rng.normal(size=30)
+  results = []
+  for u in units:
+    for seed in u.seeds(exp.seeds):
+      d = tmp_path / f"{u.line}-{seed}"
+      d.mkdir()
+      shift = 0.0 if u.line in ("retrain", "ref", "same") else 40.0
+      epochs = {}
+      for k, s in enumerate((40.0, shift)):   # the edit far off; the last epoch at shift
+        arrays = {"forget": center + s + rng.normal(size=30), "forget_index": index}
+        epochs[str(k)] = {"file": f"e{k}.npz",
+                          "sha256": checkpoints.write_arrays(d / f"e{k}.npz", arrays)}
+      final = {"file": "e1.npz", "sha256": epochs["1"]["sha256"], "examples": {}}
+      if u.line == "same":
+        final["epochs"] = epochs
+      summary = {"confidences": final,
+                 "protocol": {"UA": 0.1, "RA": 0.99, "TA": 0.85, "MIA": 0.2}}
+      records = [{"phase": "finetune", "seconds": {"finetune": 2.0}}]
+      results.append(load.UnitResult(u, seed, records, summary, workdir=d))
+  found = report_privacy.all_scores(exp, results)["r"]
+  assert set(found) == {"retrain", "same", "apart"}   # the tuning line only picks a rate
+  assert found["same"]["F"] > 0.1 and found["apart"]["F"] == 0.0
+  assert found["apart"]["auc"] == 1.0 and abs(found["same"]["auc"] - 0.5) < 0.2
+  text = report_privacy.privacy_table(exp, results)
+  assert "| r | same | 8 vs 8 |" in text and "apart (tuning)" not in text
+  rows = [ln for ln in text.splitlines() if ln.startswith("| r | same | 0.000 |")]
+  assert len(rows) == 1   # F by epoch: 0 after the edit (far off), > 0.1 at the end
+  assert float(rows[0].split("|")[4]) == pytest.approx(found["same"]["F"], abs=5e-4)
+  # A damaged epoch file is named, with its fix.
+  (tmp_path / "same-3" / "e0.npz").write_bytes(b"damaged")
+  with pytest.raises(ValueError, match=r"same-3/e0.npz cannot be read .*delete the unit's"):
+    report_privacy.privacy_table(exp, results)

@@ -164,6 +164,42 @@ def test_an_ensemble_shares_its_forget_set_and_stores_each_models_confidences(
   assert own.summary["confidences"]["sha256"] != rec["sha256"]
 
 
+def test_per_epoch_confidences_are_stored_committed_and_resume_to_the_same_files(
+    tmp_path, trained, digits):
+  kw = {"epochs": 2, "relearn_epochs": 0, "mia": False, "forget_classes": None,
+        "forget_random": 0.1, "forget_seed": 5, "eval_limit": 60, "test_limit": 80,
+        "eval_epochs": "last", "confidences": True, "confidence_epochs": "all"}
+  config = unlearning.make_config(trained, "finetune", seed=1, **kw)
+  whole = unlearning.unlearn(config, tmp_path / "whole", dataset=digits, progress=False)
+  epochs = whole.summary["confidences"]["epochs"]
+  assert list(epochs) == ["0", "1", "2"]
+  files = {k: dict(np.load(tmp_path / "whole" / v["file"])) for k, v in epochs.items()}
+  # The last epoch's file is the final model's; the edit's (Finetune: the original) differs.
+  np.testing.assert_equal(files["2"], dict(np.load(tmp_path / "whole" / "confidences.npz")))
+  assert not np.array_equal(files["0"]["forget"], files["2"]["forget"])
+  assert [r.get("confidences", {}).get("file") for r in whole.records[1:4]] == [
+      "confidences-epoch0.npz", "confidences-epoch1.npz", "confidences-epoch2.npz"]
+  # Killed after epoch 1 and restarted: the same files, the same records.
+  unlearning.unlearn(config, tmp_path / "cut", dataset=digits, progress=False,
+                     stop_after_epoch=1)
+  assert not (tmp_path / "cut" / "confidences-epoch2.npz").exists()
+  resumed = unlearning.unlearn(config, tmp_path / "cut", dataset=digits, progress=False)
+  assert resumed.summary["confidences"]["epochs"] == epochs
+  for v in epochs.values():
+    np.testing.assert_equal(dict(np.load(tmp_path / "cut" / v["file"])),
+                            dict(np.load(tmp_path / "whole" / v["file"])))
+  # The default stores only the final model's, and writes no setting into config.json.
+  last = unlearning.make_config(trained, "finetune", seed=1,
+                                **{**kw, "confidence_epochs": "last"})
+  assert "confidence_epochs" not in last.to_json() and config.to_json()[
+      "confidence_epochs"] == "all"
+  with pytest.raises(ValueError, match="confidence_epochs='all' stores confidences after "
+                                       "every epoch; set confidences=True too"):
+    unlearning.make_config(trained, "finetune", **{**kw, "confidences": False})
+  with pytest.raises(ValueError, match="confidence_epochs must be 'last'"):
+    unlearning.make_config(trained, "finetune", **{**kw, "confidence_epochs": "every"})
+
+
 def test_outliers_and_no_remain_settings(tmp_path, digits):
   config = training.default_config("digits", "small_cnn", epochs=2, batch_size=64, lr=0.05,
                                    noise_fraction=0.2)

@@ -43,11 +43,12 @@ def test_parameter_count(name):
   assert sum(p.size for p in jax.tree.leaves(variables["params"])) == COUNTS[name]
 
 
-def test_small_cnn_count():
-  variables = jax.eval_shape(get_model("small_cnn", 10).init, jax.random.key(0),
+@pytest.mark.parametrize("name, c1, c2", [("small_cnn", 32, 64), ("tiny_cnn", 16, 32)])
+def test_small_cnn_count(name, c1, c2):
+  variables = jax.eval_shape(get_model(name, 10).init, jax.random.key(0),
                              jnp.zeros((1, 28, 28, 1)))
-  conv = 9 * 1 * 32 + 2 * 32 + 9 * 32 * 64 + 2 * 64
-  dense = 7 * 7 * 64 * 128 + 128 + 128 * 10 + 10
+  conv = 9 * 1 * c1 + 2 * c1 + 9 * c1 * c2 + 2 * c2
+  dense = 7 * 7 * c2 * 128 + 128 + 128 * 10 + 10
   assert sum(p.size for p in jax.tree.leaves(variables["params"])) == conv + dense
 
 
@@ -60,7 +61,8 @@ SLOW = {"densenet", "googlenet"}
 def _mark(name):
   if name in SLOW:
     return pytest.param(name, marks=pytest.mark.slow)
-  return name if name == "small_cnn" else pytest.param(name, marks=pytest.mark.long)
+  return name if name in ("small_cnn", "tiny_cnn") else pytest.param(name,
+                                                                      marks=pytest.mark.long)
 
 
 @pytest.mark.parametrize("name", [_mark(n) for n in sorted(MODELS)])

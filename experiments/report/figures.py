@@ -147,7 +147,7 @@ def figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:
   width = 4.2 * len(settings) + 2.4
   fig, axes = plt.subplots(2, len(settings), figsize=(width, 6.6), squeeze=False,
                            sharex="col")
-  lines = list(dict.fromkeys(u.line for u in exp.units))
+  lines = list(dict.fromkeys(u.line for u in exp.units if not u.tuning))
   others = [ln for ln in lines if not any(u.line == ln and u.method in (HIGHLIGHT, "retrain")
                                           for u in exp.units)]
   for col, setting in enumerate(settings):

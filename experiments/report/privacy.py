@@ -25,25 +25,22 @@ EPS_COLORS = ("#1a9850", "#91cf60", "#d9ef8b", "#fee08b", "#fc8d59", "#d73027")
 
 def _reference(exp: Experiment, setting: str):
   return next((u for u in exp.units if u.setting == setting and u.method == "retrain"
-               and u.seed_offset), None)
+               and u.seed_offset and not u.tuning), None)
 
 
 def ensembles(exp: Experiment, results, setting: str) -> dict[str, dict]:
   """Per line of ``setting`` with finished units that stored confidences: its stacked
   ``forget`` confidences ``[models, E]``, mean RA and TA, MIA-efficacy and RTE."""
   out = {}
+  tuning = {u.line for u in exp.units if u.tuning}
   for (s, line), rs in grouped(results).items():
-    if s != setting:
+    if s != setting or line in tuning:   # a sweep's tuning lines only pick its rate
       continue
     stored = [r for r in rs if r.summary and r.summary.get("confidences")]
     if not stored:
       continue
-    arrays = []
-    for r in stored:
-      rec = r.summary["confidences"]
-      arrays.append(checkpoints.read_arrays(
-          pathlib.Path(r.workdir) / rec["file"], rec["sha256"],
-          fix="run the experiment's command again: the unit recomputes it."))
+    arrays = [_read(r, r.summary["confidences"], "run the experiment's command again: the "
+                    "unit recomputes it.") for r in stored]
     index = arrays[0]["forget_index"]
     if any(not np.array_equal(a["forget_index"], index) for a in arrays):
       raise ValueError(f"{setting} / {line}: its units scored different forget sets; an "
@@ -52,7 +49,18 @@ def ensembles(exp: Experiment, results, setting: str) -> dict[str, dict]:
     out[line] = {"forget": np.stack([a["forget"] for a in arrays]), "index": index,
                  "RA": mean_of(p["RA"] for p in ps), "TA": mean_of(p["TA"] for p in ps),
                  "MIA": mean_of(p.get("MIA") for p in ps), "RTE": mean_of(p["RTE"] for p in ps)}
+    per_epoch = [r.summary["confidences"].get("epochs") for r in stored]
+    if per_epoch[0] and all(e is not None and list(e) == list(per_epoch[0]) for e in per_epoch):
+      fix = "delete the unit's directory and run the experiment's command again."
+      out[line]["epochs"] = {int(k): np.stack([_read(r, e[k], fix)["forget"] for r, e in
+                                               zip(stored, per_epoch, strict=True)])
+                             for k in per_epoch[0]}
   return out
+
+
+def _read(result, rec: dict, fix: str) -> dict:
+  return checkpoints.read_arrays(pathlib.Path(result.workdir) / rec["file"], rec["sha256"],
+                                 fix=fix)
 
 
 def _interval(stat, n: int, reps: int, seed: int = 0) -> tuple[float, float]:
@@ -101,6 +109,32 @@ def all_scores(exp: Experiment, results) -> dict[str, dict[str, dict]]:
   return out
 
 
+def epoch_table(exp: Experiment, results) -> str | None:
+  """Forgetting quality F per fine-tuning epoch (0 = right after the edit) of every line
+  whose units stored per-epoch confidences (``confidence_epochs='all'``), against the
+  reference ensemble's final models; None when no line did."""
+  rows, width = [], 0
+  for setting in settings_of(exp):
+    ref = _reference(exp, setting)
+    ens = ensembles(exp, results, setting)
+    if ref is None or ref.line not in ens:
+      continue
+    r = ens[ref.line]["forget"].astype(np.float64)
+    for line, e in ens.items():
+      if line == ref.line or "epochs" not in e or len(e["forget"]) < MIN_MODELS:
+        continue
+      fs = [privacy.forgetting_quality(u.astype(np.float64), r)[0]
+            for _, u in sorted(e["epochs"].items())]
+      width = max(width, len(fs))
+      rows.append([setting, line] + [f"{f:.3f}" for f in fs])
+  if not rows:
+    return None
+  rows = [row + [""] * (width + 2 - len(row)) for row in rows]
+  return ("Forgetting quality F after each epoch (0 = right after the edit), each line's "
+          "ensemble against the reference ensemble's final models:\n\n"
+          + markdown_table(["setting", "line"] + [f"epoch {k}" for k in range(width)], rows))
+
+
 def _ci(x: float, ci: tuple[float, float], digits: int = 3) -> str:
   return f"{x:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
@@ -119,6 +153,7 @@ def privacy_table(exp: Experiment, results) -> str:
     return (f"No ensemble yet: a line needs at least {MIN_MODELS} finished models that "
             "stored their confidences, and a Retrain reference ensemble (a Retrain unit with "
             "a seed_offset).")
+  by_epoch = epoch_table(exp, results)
   return ("Each line's ensemble (its seeds, one forget set) against Retrain's reference "
           "ensemble, per forget example, then summarised; [95% bootstrap interval over "
           "forget examples]. F = the NeurIPS 2023 unlearning challenge's forgetting quality "
@@ -130,7 +165,8 @@ def privacy_table(exp: Experiment, results) -> str:
           "MIA-efficacy = the POPULATION attack of the protocol table (SalUn's SVC), in "
           "%; RTE in seconds per model.\n\n" + markdown_table(
               ["setting", "line", "models (vs ref.)", "F", "final score", "U-LiRA AUC",
-               "TPR@1%FPR (%)", "KLoM", "MIA-efficacy (population)", "RTE (s)"], rows))
+               "TPR@1%FPR (%)", "KLoM", "MIA-efficacy (population)", "RTE (s)"], rows)
+          + ("" if by_epoch is None else "\n\n" + by_epoch))
 
 
 def privacy_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path | None:

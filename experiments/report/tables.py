@@ -183,43 +183,94 @@ def gap_to(p: dict, ref: dict) -> float | None:
 
 def protocol_lines(exp: Experiment, results, setting: str):
   """Per line of ``setting``: ``(unit, [protocol per seed], gaps per seed)``; gaps are
-  to Retrain's mean over seeds (None without a Retrain unit in the setting)."""
+  to Retrain's mean over seeds (a tuning line's to the tuning Retrain's; None without
+  that Retrain in the setting)."""
   groups = grouped(results)
   lines = []
   for unit in exp.units:
     if unit.setting != setting or (setting, unit.line) not in groups:
       continue
     lines.append((unit, [protocol_of(r) for r in groups[(setting, unit.line)]]))
-  ref = next((ps for u, ps in lines if u.method == "retrain"), None)
-  ref_mean = None if ref is None else {k: mean_of(p.get(k) for p in ref) for k in PROTOCOL_KEYS}
+  ref_mean = {}
+  for tuning in (False, True):
+    ref = next((ps for u, ps in lines if u.method == "retrain" and u.tuning == tuning), None)
+    ref_mean[tuning] = None if ref is None else {k: mean_of(p.get(k) for p in ref)
+                                                 for k in PROTOCOL_KEYS}
   out = []
   for unit, ps in lines:
-    gaps = [None if ref_mean is None else gap_to(p, ref_mean) for p in ps]
-    out.append((unit, ps, gaps))
+    m = ref_mean[unit.tuning]
+    out.append((unit, ps, [None if m is None else gap_to(p, m) for p in ps]))
   return out
+
+
+def _mean_gap(item) -> float:
+  g = mean_of(item[2])
+  return math.inf if g is None else g
+
+
+def selected_rates(lines) -> dict[str, float | None]:
+  """Per sweep group, the rate its tuning lines select: the smallest mean gap to the
+  tuning Retrain (the first on a tie). Groups without tuning lines are absent."""
+  best: dict[str, tuple] = {}
+  for item in lines:
+    u = item[0]
+    if u.tuning and u.group is not None and (u.group not in best
+                                             or _mean_gap(item) < _mean_gap(best[u.group])):
+      best[u.group] = item
+  return {g: item[0].unlearn.get("lr") for g, item in best.items()}
 
 
 def best_of_groups(lines):
-  """Each sweep group's line with the smallest mean gap (the first on a tie, a line
-  without a gap last), at the group's first position; other lines as they are."""
-  def gap(item):
-    g = mean_of(item[2])
-    return math.inf if g is None else g
-
+  """The reported lines: each sweep group's selected rate at the group's first position,
+  other lines as they are; tuning lines (and the tuning Retrain) left out. A group with
+  tuning lines reports the evaluation line of the rate they select
+  (:func:`selected_rates`); one without selects the smallest mean gap of its own lines
+  (the first on a tie, a line without a gap last; optimistic). A group whose selected
+  rate has no finished evaluation line yet is not shown."""
+  chosen = selected_rates(lines)
   best: dict[str, tuple] = {}
   for item in lines:
-    group = item[0].group
-    if group is not None and (group not in best or gap(item) < gap(best[group])):
-      best[group] = item
+    u = item[0]
+    if u.tuning or u.group is None:
+      continue
+    if u.group in chosen:
+      if u.unlearn.get("lr") == chosen[u.group]:
+        best[u.group] = item
+    elif u.group not in best or _mean_gap(item) < _mean_gap(best[u.group]):
+      best[u.group] = item
   out, shown = [], set()
   for item in lines:
     group = item[0].group
+    if item[0].tuning:
+      continue
     if group is None:
       out.append(item)
-    elif group not in shown:
+    elif group not in shown and group in best:
       shown.add(group)
       out.append(best[group])
   return out
+
+
+def sweep_grid(setting: str, lines) -> list[list[str]]:
+  """Rows of the learning-rate grid: per rate, the mean gap on the tuning seeds (to the
+  tuning Retrain) and on the evaluation seeds (to the evaluated Retrain), and which rate
+  was selected (on the tuning gap where there is one)."""
+  chosen = selected_rates(lines)
+  reported = {id(x) for x in best_of_groups(lines)}
+  tuning = {(x[0].group, x[0].unlearn.get("lr")): x for x in lines if x[0].tuning}
+  rows = []
+  for item in lines:
+    u = item[0]
+    if u.group is None or u.tuning:
+      continue
+    t = tuning.get((u.group, u.unlearn.get("lr")))
+    how = "tuning gap" if u.group in chosen else "own gap (optimistic)"
+    rate = u.unlearn.get("lr")
+    rows.append([setting, u.group, u.line if rate is None else f"{rate:g}",
+                 "–" if t is None else mean_std(t[2], percent=False),
+                 mean_std(item[2], percent=False),
+                 f"yes ({how})" if id(item) in reported else ""])
+  return rows
 
 
 def sd_of(values) -> float:
@@ -257,7 +308,7 @@ def original_protocol(exp: Experiment, results, setting: str
   and each seed's gap to Retrain's mean (None without Retrain); None without any unit."""
   groups = grouped(results)
   lines = protocol_lines(exp, results, setting)
-  ref = next((ps for u, ps, _ in lines if u.method == "retrain"), None)
+  ref = next((ps for u, ps, _ in lines if u.method == "retrain" and not u.tuning), None)
   originals = [(r.seed, r.summary["original"]) for u, _, _ in lines
                for r in groups[(setting, u.line)] if r.summary.get("original")]
   if not originals:
@@ -283,7 +334,7 @@ def _original_row(exp: Experiment, results, setting: str) -> list[str] | None:
 def protocol_table(exp: Experiment, results) -> str:
   """The unlearning protocol's table (SalUn, l1-sparse): the original, then one row per
   method."""
-  rows, sweep_rows, separation = [], [], []
+  rows, sweep_rows, grid_rows, separation = [], [], [], []
   for setting in settings_of(exp):
     lines = protocol_lines(exp, results, setting)
     original = _original_row(exp, results, setting)
@@ -293,7 +344,9 @@ def protocol_table(exp: Experiment, results) -> str:
     apart, pairs = separated_pairs(shown)
     if pairs:
       separation.append(f"{setting}: {apart} of {pairs}")
-    sweep_rows += [_protocol_row(setting, *item) for item in lines if item[0].group]
+    sweep_rows += [_protocol_row(setting, *item) for item in lines
+                   if item[0].group or item[0].tuning]
+    grid_rows += sweep_grid(setting, lines)
   if not rows:
     return "No finished unit yet."
   text = ("The unlearning protocol's view (SalUn; Jia et al. 2023), in %, mean ± std over "
@@ -308,9 +361,19 @@ def protocol_table(exp: Experiment, results) -> str:
              "standard errors over seeds (the seeds tell them apart): "
              + "; ".join(separation) + ".")
   if sweep_rows:
-    text += ("\n\nLearning-rate sweeps: every rate run (the table above shows the rate with "
-             "the smallest average gap; selecting on the gap to Retrain is the protocol's "
-             "tuning practice, so that row is an optimistic estimate).\n\n"
+    tuned = any(u.tuning for u in exp.units)
+    how = ("each method's rate was selected on TUNING seeds (rows '(tuning)', disjoint from "
+           "the reported seeds) by the smallest average gap to a tuning Retrain ('retrain "
+           "(tuning)'), and the table above reports that rate's evaluation seeds against "
+           "the evaluated Retrain: no reported number took part in the choice"
+           if tuned else
+           "the table above shows the rate with the smallest average gap on the reported "
+           "seeds themselves; selecting on the gap to the same Retrain is the protocol's "
+           "tuning practice, so that row is an optimistic estimate")
+    text += (f"\n\nLearning-rate sweeps: {how}. The grid (Avg. gap, mean ± std over seeds):"
+             "\n\n" + markdown_table(["setting", "method", "rate", "gap, tuning seeds",
+                                       "gap, evaluation seeds", "reported"], grid_rows)
+             + "\n\nEvery rate run, in full:\n\n"
              + markdown_table(PROTOCOL_HEADER, sweep_rows))
   return text
 

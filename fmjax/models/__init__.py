@@ -16,12 +16,13 @@ import flax.linen as nn
 from fmjax.models.densenet import DenseNet, densenet
 from fmjax.models.googlenet import GoogLeNet, googlenet
 from fmjax.models.resnet import BasicBlock, CifarResNet, resnet18, resnet20, resnet50
-from fmjax.models.small_cnn import SmallCNN, small_cnn
+from fmjax.models.small_cnn import SmallCNN, small_cnn, tiny_cnn
 from fmjax.models.vgg import VGG, vgg16
 
 MODELS: dict[str, Callable[[int], nn.Module]] = {
     "resnet18": resnet18, "resnet20": resnet20, "resnet50": resnet50, "vgg16": vgg16,
     "googlenet": googlenet, "densenet": densenet, "small_cnn": small_cnn,
+    "tiny_cnn": tiny_cnn,
 }
 
 
@@ -36,4 +37,4 @@ def get_model(name: str, num_classes: int) -> nn.Module:
 
 __all__ = ["MODELS", "VGG", "BasicBlock", "CifarResNet", "DenseNet", "GoogLeNet", "SmallCNN",
            "densenet", "get_model", "googlenet", "resnet18", "resnet20", "resnet50",
-           "small_cnn", "vgg16"]
+           "small_cnn", "tiny_cnn", "vgg16"]

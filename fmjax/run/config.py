@@ -64,6 +64,11 @@ class UnlearnConfig:
       sample of D_r and the test set, with their indices, in ``confidences.npz``
       (checksummed in the run's records): what :mod:`fmjax.privacy`'s ensemble scores
       read.
+    confidence_epochs: 'last': only the final model's confidences (above); 'all' (needs
+      ``confidences``): also those right after the edit (epoch 0) and after every
+      fine-tuning epoch, one ``confidences-epoch<k>.npz`` each, checksummed in that
+      epoch's record and committed with its checkpoint: how forgetting quality evolves
+      during unlearning (:func:`fmjax.run.summary.summarize` lists them by epoch).
     relearn_epochs: max epochs of the relearn readout (0: skip it).
     relearn_threshold: forget-set loss that counts as relearned; None = the
       original model's forget-set loss.
@@ -87,6 +92,7 @@ class UnlearnConfig:
   eval_epochs: Literal["all", "last"] = "all"
   mia: bool = True
   confidences: bool = False
+  confidence_epochs: Literal["last", "all"] = "last"
   relearn_epochs: int = 10
   relearn_threshold: float | None = None
   split: Literal["salun"] | None = None
@@ -103,6 +109,12 @@ class UnlearnConfig:
     if self.eval_epochs not in ("all", "last"):
       raise ValueError(f"eval_epochs (--eval-epochs) must be 'all' (a readout every epoch) or "
                        f"'last' (only the final model), got {self.eval_epochs!r}.")
+    if self.confidence_epochs not in ("all", "last"):
+      raise ValueError(f"confidence_epochs must be 'last' (the final model) or 'all' (every "
+                       f"epoch too), got {self.confidence_epochs!r}.")
+    if self.confidence_epochs == "all" and not self.confidences:
+      raise ValueError("confidence_epochs='all' stores confidences after every epoch; set "
+                       "confidences=True too.")
     if self.split not in (None, "salun"):
       raise ValueError(f"split (--split) must be 'salun' or None (fmjax's splits), got "
                        f"{self.split!r}.")
@@ -126,6 +138,8 @@ class UnlearnConfig:
   def to_json(self) -> dict:
     raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     raw["method"] = self.method.to_json()
+    if raw["confidence_epochs"] == "last":   # written only when set: older runs still match
+      del raw["confidence_epochs"]
     return json.loads(json.dumps(raw, default=list))
 
   @classmethod

@@ -74,7 +74,8 @@ def edit_phase(run: RunContext) -> tuple[TrainState, Any, Any, list[dict]]:
                                / sum(f.size for f in jax.tree.leaves(freeze)))
   record = {"phase": "edit", "epoch": 0, **after, "seconds": seconds, "info": info,
             "masked_fraction": masked / sum(s.size for s in stats),
-            "masked_layers": {s.path: s.masked for s in stats if s.masked}}
+            "masked_layers": {s.path: s.masked for s in stats if s.masked},
+            **epoch_confidences(run, state, 0)}
   crash_point("unlearn.before_commit.0")
   records.append(record)
   run.ckpt.commit(0, checkpoint_tree(run, state, mask, freeze), records)
@@ -133,7 +134,7 @@ def commit_epoch(run: RunContext, state: TrainState, mask: Any, freeze: Any, epo
   skip = run.config.eval_epochs == "last" and epoch < run.epochs
   out = {} if skip else run.evaluator(state.params, state.model_state)
   record = {"phase": "finetune", "epoch": epoch, **out, "train_loss": m["loss"], "lr": lr,
-            **(extra or {}),
+            **(extra or {}), **epoch_confidences(run, state, epoch),
             "seconds": {**seconds, "evaluate": time.perf_counter() - start}}
   crash_point(f"unlearn.before_commit.{epoch}")
   records.append(record)
@@ -194,6 +195,19 @@ def relearn_phase(run: RunContext, state: TrainState, records: list[dict]) -> No
 CONFIDENCES = "confidences.npz"
 
 
+def epoch_confidences(run: RunContext, state: TrainState, epoch: int) -> dict:
+  """With ``confidence_epochs='all'``: the state's confidences written to
+  ``confidences-epoch<epoch>.npz`` (before the epoch's commit: a crash before it
+  recomputes the epoch and rewrites the file), as the record's ``confidences`` entry;
+  else nothing."""
+  if run.config.confidence_epochs != "all":
+    return {}
+  name = f"confidences-epoch{epoch}.npz"
+  sha = checkpoints.write_arrays(run.workdir / name,
+                                 run.evaluator.confidences(state.params, state.model_state))
+  return {"confidences": {"file": name, "sha256": sha}}
+
+
 def confidences_phase(run: RunContext, state: TrainState, records: list[dict]) -> None:
   """The final model's per-example confidences in ``confidences.npz`` (recomputed, never
   resumed: its record holds the file's checksum)."""
@@ -214,6 +228,8 @@ def _tail_phases(config) -> list[str]:
 
 
 def _confidences_intact(run: RunContext, records: list[dict]) -> bool:
+  """The final confidences file (recomputed when damaged; an epoch's file is checked by
+  its reader, :func:`epoch_confidences`' records name its checksum) matches its record."""
   rec = next((r for r in records if r.get("phase") == "confidences"), None)
   if rec is None:
     return True

@@ -52,6 +52,10 @@ def summarize(config: UnlearnConfig, records: list[dict]) -> dict:
   stored = [r for r in records if r["phase"] == "confidences"]
   if stored:
     out["confidences"] = {k: stored[0][k] for k in ("file", "sha256", "examples")}
+    epochs = {str(r["epoch"]): r["confidences"] for r in records
+              if isinstance(r.get("confidences"), dict)}
+    if epochs:   # confidence_epochs='all': the edit's (epoch 0) and every epoch's
+      out["confidences"]["epochs"] = epochs
   if by_phase["relearn"]:
     out["relearn_epochs"] = by_phase["relearn"][0]["relearn_epochs"]
     out["relearn_steps"] = by_phase["relearn"][0].get("relearn_steps")
