@@ -23,7 +23,7 @@ from experiments._spec import Experiment, slug
 from fmjax import checkpoints, data, sharding, training, unlearning
 from fmjax.run.build import check_request
 
-PRESENTATION = ("title", "tables", "figure", "rows")
+PRESENTATION = ("title", "tables", "figure", "rows", "published")
 
 
 def original_dir(root: pathlib.Path, key: str) -> pathlib.Path:

@@ -66,6 +66,43 @@ class Unit:
     return tuple(s + self.seed_offset for s in exp_seeds)
 
 
+PROTOCOL_METRICS = ("UA", "RA", "TA", "MIA")
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+  """A published row the report sets beside one of the experiment's own lines
+  (:mod:`experiments.report.published`): the protocol's four numbers as a paper printed them.
+
+  Attributes:
+    setting: the experiment's setting it belongs to.
+    line: the experiment's line (or sweep group) it is compared with.
+    row: the row's name in the source.
+    values: ``{'UA'|'RA'|'TA'|'MIA': (mean, standard deviation)}`` in %, as printed
+      (MIA: MIA-efficacy).
+    avg_gap: the source's average gap to its own Retrain row, as printed (the tests check
+      the transcription against it).
+    rte: the source's run time, in minutes (None: not printed).
+    trials: how many runs its means and deviations are over.
+    source: where the numbers were read: the paper, its table, the copy read.
+  """
+  setting: str
+  line: str
+  row: str
+  values: Mapping[str, tuple[float, float]]
+  avg_gap: float
+  rte: float | None
+  trials: int
+  source: str
+
+  def __post_init__(self):
+    if set(self.values) != set(PROTOCOL_METRICS):
+      raise ValueError(f"published row {self.row!r} ({self.setting}): values must give "
+                       f"exactly {PROTOCOL_METRICS}, got {sorted(self.values)}.")
+    object.__setattr__(self, "values", {k: (float(self.values[k][0]), float(self.values[k][1]))
+                                        for k in PROTOCOL_METRICS})
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """A whole experiment.
@@ -84,6 +121,9 @@ class Experiment:
     figure: 'curves' (forget row and remain row, one panel per setting),
       'protocol' (the average gap to Retrain per method and setting) or None.
     rows: the two curve rows of the figure (readout names).
+    published: rows of a published table to set beside the measured ones (the report's
+      'published' table); presentation only, like the title: a run directory does not
+      depend on them.
   """
   name: str
   title: str
@@ -93,6 +133,7 @@ class Experiment:
   tables: tuple[str, ...] = ("final", "mask_only", "volatility", "seconds")
   figure: str | None = "curves"
   rows: tuple[str, str] = ("forget_test_accuracy", "remain_test_accuracy")
+  published: tuple[Published, ...] = ()
 
   def __post_init__(self):
     keys = [(u.setting, u.line) for u in self.units]
@@ -107,6 +148,11 @@ class Experiment:
     missing = {u.original for u in self.units} - set(self.originals)
     if missing:
       raise ValueError(f"experiment {self.name}: units refer to unknown originals {missing}.")
+    lines = {(u.setting, x) for u in self.units for x in (u.line, u.group) if x}
+    unmatched = [(p.setting, p.line) for p in self.published if (p.setting, p.line) not in lines]
+    if unmatched:
+      raise ValueError(f"experiment {self.name}: published rows name (setting, line) pairs "
+                       f"it does not run: {unmatched}.")
 
   def runs(self) -> list[tuple[Unit, int]]:
     """Every (unit, seed) the experiment runs, seed by seed (a unit's seeds include its
@@ -120,6 +166,8 @@ class Experiment:
         del u["seed_offset"]
       if u.get("tuning") is False:
         del u["tuning"]
+    if not raw["published"]:   # likewise
+      del raw["published"]
     return raw
 
   @classmethod
@@ -127,6 +175,7 @@ class Experiment:
     raw = dict(raw)
     raw["originals"] = {k: Original(**v) for k, v in raw["originals"].items()}
     raw["units"] = tuple(Unit(**u) for u in raw["units"])
+    raw["published"] = tuple(Published(**p) for p in raw.get("published", ()))
     for k in ("seeds", "tables", "rows"):
       raw[k] = tuple(raw[k])
     return cls(**raw)

@@ -203,6 +203,11 @@ def test_make_salun_cifar10_smoke(tmp_path, monkeypatch):
   for setting, _ in salun_recipe.SETTINGS:
     assert f"| {setting} | original (no unlearning) |" in report
     assert f"| {setting} | retrain |" in report and f"| {setting} | salun |" in report
+  # SalUn's Table 1 beside the measured lines, in its format (value ± std (gap)).
+  assert "## Beside the published table" in report and "compared cells lie outside" in report
+  for setting in ("random 10%", "random 50%"):
+    assert f"| {setting} | FT (SalUn's code) | measured |" in report
+    assert f"| {setting} | SalUn | published (10 trials) |" in report
   unit = json.loads((workdir / "units" / "random_10" / "salun" / "seed2" /
                      "config.json").read_text())
   assert unit["split"] == "salun" and unit["seed"] == 2

@@ -11,6 +11,8 @@ with a band of one standard deviation over seeds, ddof=1 like the tables).
 * :mod:`experiments.report.tables` -- every table, by name in :data:`TABLES`.
 * :mod:`experiments.report.figures` -- the curve figure and the protocol figure.
 * :mod:`experiments.report.privacy` -- ensemble scores of units that stored confidences.
+* :mod:`experiments.report.published` -- the protocol in SalUn's format beside a paper's
+  published rows (an experiment's ``published``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from experiments.report.figures import figure, protocol_figure
 from experiments.report.load import UnitResult, collect, grouped, load_experiment, write_csv
 from experiments.report.privacy import privacy_figure, privacy_table
+from experiments.report.published import published_table
 from experiments.report.tables import (
   LABELS,
   TABLES,
@@ -32,8 +35,10 @@ from experiments.report.tables import (
 )
 from fmjax import checkpoints
 
-# Every table by name: the per-seed tables and the ensembles' (experiments.report.privacy).
-ALL_TABLES = {**TABLES, "privacy": ("Per-example forgetting quality (ensembles)", privacy_table)}
+# Every table by name: the per-seed tables, the ensembles' (experiments.report.privacy) and
+# the published rows beside the measured ones (experiments.report.published).
+ALL_TABLES = {**TABLES, "privacy": ("Per-example forgetting quality (ensembles)", privacy_table),
+              "published": ("Beside the published table", published_table)}
 
 
 def build(root: str | pathlib.Path) -> dict[str, Any]:
