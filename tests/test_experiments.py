@@ -356,6 +356,37 @@ class TestLrGrid:
     assert "| s | retrain (tuning) | 50.00 |" in sweep and "TUNING seeds" in sweep
 
 
+def test_a_swept_experiment_runs_its_tuning_seeds_and_reports_the_rate_they_pick(tmp_path):
+  """--lr-grid through the runner: every rate on the evaluation seed and on tuning seed
+  2000 beside a tuning Retrain; the protocol table reports the rate the tuning seed
+  picks, with the evaluation seed's numbers."""
+  from experiments._spec import sweep_lr
+  from experiments.report import load, tables
+  unlearn = {"epochs": 1, "relearn_epochs": 0, "eval_limit": 200}
+  base = Experiment("t", "tiny", {"main": Original("digits", "small_cnn", {"epochs": 2})},
+                    (Unit("random 10%", "retrain", "retrain", "main",
+                          {"forget_classes": None, "forget_random": 0.1, "relearn_epochs": 0}),
+                     Unit("random 10%", "salun", "salun", "main",
+                          {"forget_classes": None, "forget_random": 0.1, **unlearn})),
+                    seeds=(0,), tables=("protocol",), figure=None)
+  exp = sweep_lr(base, {"salun": (0.5, 0.001)})
+  outcome = _runner.run(exp, tmp_path, progress=False)
+  assert sorted(outcome["ran"]) == sorted(
+      ["random 10% / retrain / seed 0", "random 10% / salun lr=0.5 / seed 0",
+       "random 10% / salun lr=0.001 / seed 0", "random 10% / retrain (tuning) / seed 2000",
+       "random 10% / salun lr=0.5 (tuning) / seed 2000",
+       "random 10% / salun lr=0.001 (tuning) / seed 2000"])
+  _, results = load.collect(tmp_path)
+  lines = tables.protocol_lines(exp, results, "random 10%")
+  gaps = {(u.line, u.tuning): g[0] for u, _, g in lines}
+  picked = min((0.5, 0.001), key=lambda lr: gaps[(f"salun lr={lr:g} (tuning)", True)])
+  main = tables.protocol_table(exp, results).split("Learning-rate sweeps")[0]
+  assert f"| salun lr={picked:g} |" in main and "(tuning)" not in main
+  assert f"| salun lr={({0.5, 0.001} - {picked}).pop():g} |" not in main
+  text = report.build(tmp_path)["report"].read_text()
+  assert f"| random 10% | salun | {picked:g} | " in text and "yes (tuning gap)" in text
+
+
 def test_the_recipe_table_resolves_what_a_method_leaves_to_the_original():
   from experiments.report import load, tables
   trained = {"epochs": 5, "lr": 0.01, "batch_size": 128, "momentum": 0.9,
