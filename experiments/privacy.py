@@ -15,7 +15,8 @@ program is slower than separate ones (``make bench-scale``), so ``make privacy``
 Every unit runs over the experiment's seeds with ONE forget set and one evaluated
 sample (``forget_seed=0``), so the seeds make an ensemble: N fresh Retrain models
 (initialisation and data order) and, for each method, N runs from the same original.
-Each unit keeps only its final model's per-example confidences (``confidences=True``;
+Each unit keeps only its records and its final model's per-example confidences, its
+checkpoints deleted once it has finished (``keep_checkpoints=False``; ``confidences=True``;
 :mod:`fmjax.privacy`; ``SET="unlearn.confidence_epochs=all"`` adds every epoch's, and
 the report a table of F by epoch), no per-epoch readouts. Retrain runs twice as many
 seeds: its second half (``retrain (reference)``, seeds + 1000) is the distribution every
@@ -41,10 +42,12 @@ TRAIN = {"epochs": 25, "decay_epochs": (20,), "train_limit": 2_000}
 METHODS = ("retrain", "finetune", "fisher_mask", "ssd", "salun", "scrub", "l1_sparse",
            "neggrad_plus", "random_label")
 # Shared by every unit (each takes the settings its method has): one forget set for all
-# seeds, the final model's confidences, readouts of the original, the edit and the end.
+# seeds, the final model's confidences, readouts of the original, the edit and the end, and
+# no checkpoint once a unit has finished (its records and confidences are what the scores
+# read).
 UNLEARN = {"forget_seed": 0, "confidences": True, "eval_epochs": "last", "eval_limit": 1_000,
            "test_limit": 2_000, "relearn_epochs": 0, "score_limit": 2_000,
-           "hessian_examples": 512}
+           "hessian_examples": 512, "keep_checkpoints": False}
 # The rates make successors picked for these methods on the memorising original.
 LR = {"salun": 0.013, "random_label": 0.013, "scrub": 0.01}
 REFERENCE = "retrain (reference)"

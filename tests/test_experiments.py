@@ -473,6 +473,7 @@ def test_the_ensemble_experiments_share_one_forget_set_and_keep_confidences(name
   for u in exp.units:
     assert u.unlearn["forget_seed"] == 0 and u.unlearn["confidences"]
     assert u.unlearn["forget_random"] == 0.1 and u.unlearn["forget_classes"] is None
+    assert u.unlearn["keep_checkpoints"] is False   # N models, no N checkpoints
   ref = [u for u in exp.units if u.line == REFERENCE]
   assert len(ref) == 1 and ref[0].method == "retrain" and ref[0].seed_offset == REFERENCE_OFFSET
   if name == "privacy_cifar10":   # each method at its own recipe, SalUn's original

@@ -117,6 +117,28 @@ def test_unlearn_killed_at_each_boundary(tmp_path, reference, point):
                           dict(np.load(want / "confidences.npz")))
 
 
+@pytest.mark.parametrize("point", ["unlearn.summary", "unlearn.checkpoints_dropped"])
+def test_an_ensemble_member_killed_around_dropping_its_checkpoints(tmp_path, reference, point):
+  """--no-keep-checkpoints, killed after the summary (checkpoints still there) or after
+  their deletion: the rerun recomputes nothing, leaves no checkpoint, and the run's
+  records and confidences are the kept reference run's."""
+  workdir = tmp_path / "unlearn"
+  args = UNLEARN + ["--no-keep-checkpoints", "--checkpoint", reference / "train",
+                    "--workdir", workdir]
+  killed = fmjax(args, crash=point)
+  assert killed.returncode == -9, killed.stderr
+  assert (workdir / "checkpoints").exists() == (point == "unlearn.summary")
+  before = checkpoints.read_metrics(workdir)
+  rerun = fmjax(args)
+  assert rerun.returncode == 0, rerun.stderr
+  assert checkpoints.read_metrics(workdir) == before   # finished: timings and all kept
+  assert not (workdir / "checkpoints").exists()
+  want = reference / "unlearn"
+  assert untimed(before) == untimed(checkpoints.read_metrics(want))
+  np.testing.assert_equal(dict(np.load(workdir / "confidences.npz")),
+                          dict(np.load(want / "confidences.npz")))
+
+
 def test_an_experiment_killed_in_its_second_unit(tmp_path):
   """experiments.run: a kill in the second unit; the rerun's results equal an
   uninterrupted run's (every readout of results.csv but wall times)."""

@@ -200,6 +200,48 @@ def test_per_epoch_confidences_are_stored_committed_and_resume_to_the_same_files
     unlearning.make_config(trained, "finetune", **{**kw, "confidence_epochs": "every"})
 
 
+def test_an_ensemble_member_drops_its_checkpoints_once_finished(tmp_path, trained, digits,
+                                                                  monkeypatch):
+  """keep_checkpoints=False: the same records, summary and confidences as a kept run, no
+  checkpoints after it; a kill between its summary and the deletion leaves them, and the
+  rerun deletes them; a rerun reports it from its files (no state, nothing rewritten); a
+  damaged confidences file reruns the unit from its start, to the same numbers."""
+  from fmjax.run import phases
+  kw = {"epochs": 2, "relearn_epochs": 0, "mia": False, "forget_classes": None,
+        "forget_random": 0.1, "forget_seed": 5, "eval_limit": 60, "test_limit": 80,
+        "eval_epochs": "last", "confidences": True}
+  kept_cfg = unlearning.make_config(trained, "finetune", seed=1, **kw)
+  config = unlearning.make_config(trained, "finetune", seed=1, keep_checkpoints=False, **kw)
+  assert "keep_checkpoints" not in kept_cfg.to_json()   # older runs' config.json still match
+  assert config.to_json()["keep_checkpoints"] is False
+  kept = unlearning.unlearn(kept_cfg, tmp_path / "kept", dataset=digits, progress=False)
+  assert (tmp_path / "kept" / "checkpoints").is_dir()
+  with monkeypatch.context() as m:   # killed after its summary, before the deletion
+    m.setattr(phases, "drop_checkpoints", lambda run: None)
+    out = unlearning.unlearn(config, tmp_path / "d", dataset=digits, progress=False)
+  assert (tmp_path / "d" / "checkpoints").is_dir()
+  assert checkpoints.untimed(out.records) == checkpoints.untimed(kept.records)
+  np.testing.assert_equal(dict(np.load(tmp_path / "d" / "confidences.npz")),
+                          dict(np.load(tmp_path / "kept" / "confidences.npz")))
+  files = {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir() if p.is_file()}
+  rerun = unlearning.unlearn(config, tmp_path / "d", dataset=digits, progress=False)
+  assert rerun.records == out.records and not (tmp_path / "d" / "checkpoints").exists()
+  # Finished, no checkpoint: reported from its files, nothing recomputed or rewritten.
+  again = unlearning.unlearn(config, tmp_path / "d", dataset=digits, progress=False)
+  assert again.state is None and again.records == out.records
+  assert again.summary == json.loads(json.dumps(out.summary))
+  assert {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir() if p.is_file()} == files
+  assert not (tmp_path / "d" / "checkpoints").exists()
+  # No checkpoint to recompute the confidences from: the unit runs again from its edit.
+  (tmp_path / "d" / "confidences.npz").write_bytes(b"damaged")
+  redone = unlearning.unlearn(config, tmp_path / "d", dataset=digits, progress=False)
+  assert redone.state is not None   # recomputed, not read back
+  assert checkpoints.untimed(redone.records) == checkpoints.untimed(out.records)
+  np.testing.assert_equal(dict(np.load(tmp_path / "d" / "confidences.npz")),
+                          dict(np.load(tmp_path / "kept" / "confidences.npz")))
+  assert not (tmp_path / "d" / "checkpoints").exists()
+
+
 def test_outliers_and_no_remain_settings(tmp_path, digits):
   config = training.default_config("digits", "small_cnn", epochs=2, batch_size=64, lr=0.05,
                                    noise_fraction=0.2)

@@ -69,6 +69,11 @@ class UnlearnConfig:
       fine-tuning epoch, one ``confidences-epoch<k>.npz`` each, checksummed in that
       epoch's record and committed with its checkpoint: how forgetting quality evolves
       during unlearning (:func:`fmjax.run.summary.summarize` lists them by epoch).
+    keep_checkpoints: False: once the run has finished (its summary written), its
+      checkpoints are deleted; it keeps its records, summary and confidences, which is
+      all an ensemble member's scores read (:mod:`fmjax.privacy`), and a rerun reports it
+      from those files (with no final state). Until it finishes it checkpoints and
+      resumes as any run.
     relearn_epochs: max epochs of the relearn readout (0: skip it).
     relearn_threshold: forget-set loss that counts as relearned; None = the
       original model's forget-set loss.
@@ -93,6 +98,7 @@ class UnlearnConfig:
   mia: bool = True
   confidences: bool = False
   confidence_epochs: Literal["last", "all"] = "last"
+  keep_checkpoints: bool = True
   relearn_epochs: int = 10
   relearn_threshold: float | None = None
   split: Literal["salun"] | None = None
@@ -140,6 +146,8 @@ class UnlearnConfig:
     raw["method"] = self.method.to_json()
     if raw["confidence_epochs"] == "last":   # written only when set: older runs still match
       del raw["confidence_epochs"]
+    if raw["keep_checkpoints"]:   # likewise
+      del raw["keep_checkpoints"]
     return json.loads(json.dumps(raw, default=list))
 
   @classmethod

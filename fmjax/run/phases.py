@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from typing import Any, NamedTuple
@@ -31,7 +32,7 @@ from fmjax.steps import TrainState
 class UnlearnResult(NamedTuple):
   records: list[dict]
   summary: dict
-  state: TrainState
+  state: TrainState | None   # None: a finished run that kept no checkpoints
 
 
 @dataclasses.dataclass
@@ -243,22 +244,41 @@ def _confidences_intact(run: RunContext, records: list[dict]) -> bool:
 def finished_result(run: RunContext, restored) -> UnlearnResult | None:
   """The result of a run that finished before (last epoch committed, its
   metrics.jsonl and summary.json complete and consistent with the checkpoint),
-  else None."""
-  if restored is None or restored[0] != run.epochs:
+  else None. A run that keeps no checkpoints (``keep_checkpoints=False``) is finished
+  when its files alone are: the records of every epoch, the tail and the summary (its
+  result then has no state)."""
+  if restored is None and run.config.keep_checkpoints:
+    return None
+  if restored is not None and restored[0] != run.epochs:
     return None
   try:
     summary = checkpoints.read_json(run.workdir / "summary.json", what="summary", fix="")
     records = checkpoints.read_metrics(run.workdir)
-  except ValueError:
+  except (ValueError, FileNotFoundError):
     return None
-  committed = restored[2]
+  tail_phases = _tail_phases(run.config)
+  if restored is not None:
+    committed = restored[2]
+  else:   # the epochs' records: all but the tail, the last of them the last epoch's
+    committed = records[:len(records) - len(tail_phases)]
+    if not committed or committed[-1].get("epoch") != run.epochs:
+      return None
   tail = records[len(committed):]
   if (records[:len(committed)] != committed
-      or [r.get("phase") for r in tail] != _tail_phases(run.config)
+      or [r.get("phase") for r in tail] != tail_phases
       or not _confidences_intact(run, tail)
       or summary != json.loads(json.dumps(summarize(run.config, records)))):
     return None
-  return UnlearnResult(records, summary, TrainState(*restored[1]["state"]))
+  state = None if restored is None else TrainState(*restored[1]["state"])
+  return UnlearnResult(records, summary, state)
+
+
+def drop_checkpoints(run: RunContext) -> None:
+  """With ``keep_checkpoints=False``, deletes a finished run's checkpoints (again on a
+  rerun, should a kill have come between its summary and the deletion)."""
+  if not run.config.keep_checkpoints and (run.workdir / "checkpoints").exists():
+    shutil.rmtree(run.workdir / "checkpoints")
+    crash_point("unlearn.checkpoints_dropped")
 
 
 def start(run: RunContext) -> UnlearnResult | Unit:
@@ -267,6 +287,7 @@ def start(run: RunContext) -> UnlearnResult | Unit:
   finished = finished_result(run, restored)
   if finished is not None:   # nothing to recompute
     run.ckpt.close()
+    drop_checkpoints(run)
     return finished
   if restored is None:
     state, mask, freeze, records = edit_phase(run)
@@ -287,6 +308,7 @@ def finish(unit: Unit, last: int) -> UnlearnResult:
   summary = summarize(run.config, records)
   checkpoints.write_json(run.workdir / "summary.json", summary)   # last: the run is finished
   crash_point("unlearn.summary")
+  drop_checkpoints(run)
   if run.progress is not False:
     print(summary_line(summary), file=sys.stderr, flush=True)
   return UnlearnResult(records, summary, unit.state)
