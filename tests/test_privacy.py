@@ -72,6 +72,41 @@ def test_epsilon_equals_a_literal_loop_over_every_threshold(seed, shift, scale):
   assert privacy.example_epsilon(u, r) == pytest.approx(_loop_epsilon(u, r), abs=1e-9)
 
 
+def test_epsilon_of_hand_built_ensembles_whose_answers_are_derived_by_hand():
+  """Four models a side; each answer derived from the challenge's rules (metric.py) alone.
+
+  With 4 and 4 models the rates are multiples of 1/4, and a threshold with exactly one of
+  FPR, FNR at 0 is discarded, so the largest finite ε is FPR = FNR = 1/4:
+  log(1 - δ - 1/4) - log(1/4) = log(3 - 4δ).
+  """
+  d = 1e-5
+  # (a) Separated: any single threshold in (3, 10] has FPR = FNR = 0 -> inf -> cap 50.
+  a = ([0.0, 1.0, 2.0, 3.0], [10.0, 11.0, 12.0, 13.0])
+  # (b) The same sample: every rule has TPR = FPR, so both logs are <= 0 -> ε = 0.
+  b = ([0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0])
+  # (c) Retrained positive (median 5 > 1.5). t in (3, 4]: 3/4 retrained, 1/4 unlearned
+  # (the 5) above it -> log(3 - 4δ); no interval of width >= 2 around the retrained
+  # (the narrower, range 4) holds 3 of them without the 5.
+  c = ([0.0, 1.0, 2.0, 5.0], [3.0, 4.0, 6.0, 7.0])
+  # (d) The interval rule wins: the retrained are peaky (range 1.5), the unlearned spread
+  # (range 6.2). The best single threshold, t in (0, 0.5], reaches only FNR 1/4, FPR 2/4:
+  # log(1 - δ - 1/2) - log(1/4) = log(2 - 4δ); the interval [0, 1.2] holds 3/4 retrained
+  # and 1/4 unlearned (the 0.7): log(3 - 4δ).
+  e = ([-3.0, -2.8, 0.7, 3.2], [0.0, 0.5, 1.0, 1.5])
+  # (e) A collapsed unlearned distribution: range 0.003 < 1% of 3 -> the cap at once.
+  f = ([1.0, 1.001, 1.002, 1.003], [0.0, 1.0, 2.0, 3.0])
+  want = [50.0, 0.0, math.log(3 - 4 * d), math.log(3 - 4 * d), 50.0]
+  got = [privacy.example_epsilon(np.array(u), np.array(r)) for u, r in (a, b, c, e, f)]
+  assert got == pytest.approx(want, abs=1e-9)
+  # F over (a), (b), (c) as one forget set of 3 examples: N = 4 gives buckets up to
+  # ceil(log 3) = 2, i.e. [0, .5) 1, [.5, 1) 1/2, [1, 1.5) 1/4, [1.5, 2) 1/8: points 0, 1
+  # and 1/4 (log 3 = 1.0986): F = 1.25 / 3.
+  quality, eps = privacy.forgetting_quality(np.array([a[0], b[0], c[0]]).T,
+                                            np.array([a[1], b[1], c[1]]).T)
+  assert quality == pytest.approx(1.25 / 3, abs=1e-12)
+  assert eps == pytest.approx(want[:3], abs=1e-9)
+
+
 def test_epsilon_edge_cases_the_rules_define():
   rng = np.random.default_rng(1)
   r = rng.normal(size=64)
