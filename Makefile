@@ -68,7 +68,8 @@ successors: $(STAMP)
 	  $(foreach g,$(LR_GRID),--lr-grid $(g))
 
 ## Per-example forgetting quality from ensembles (16 models per method, 32 of Retrain, one
-## forget set), real Fashion-MNIST on this CPU: runs/privacy. K=16 stacks 16 seeds a program.
+## forget set), real Fashion-MNIST on this CPU: runs/privacy. K=16 stacks 16 seeds a program
+## (for an accelerator: on this CPU one model already fills both cores, so K=1 is faster).
 privacy: $(STAMP)
 	$(need_fashion)
 	$(RUN_EXP) privacy --workdir $(call workdir,privacy) $(DATA_ARGS) $(SET_ARGS) \

@@ -265,3 +265,27 @@ def test_the_privacy_report_scores_each_line_per_epoch_and_leaves_tuning_lines_o
   (tmp_path / "same-3" / "e0.npz").write_bytes(b"damaged")
   with pytest.raises(ValueError, match=r"same-3/e0.npz cannot be read .*delete the unit's"):
     report_privacy.privacy_table(exp, results)
+
+
+def test_rank_agreement_of_per_example_and_population_orders():
+  from experiments.report import privacy as report
+  np.testing.assert_array_equal(report.ranks([3.0, 1.0, 1.0, 2.0]), [4.0, 1.5, 1.5, 3.0])
+  assert report.rank_correlation([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+  assert report.rank_correlation([1, 2, 3], [1, 4, 9]) == pytest.approx(1.0)   # monotone
+  # Ties: ranks (1.5, 1.5, 3) against (1, 2, 3): cov 1.5 / sqrt(1.5 * 2) = sqrt(3) / 2.
+  assert report.rank_correlation([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
+  assert math.isnan(report.rank_correlation([1, 1, 1], [1, 2, 3]))
+
+  def line(f, auc, klom, mia, gap):
+    return {"F": f, "auc": auc, "klom": klom, "MIA": mia, "gap": gap}
+  # Three methods: the per-example orders (1 - F, AUC, KLoM) all rank a < b < c; the
+  # population MIA's distance to Retrain's (0.2) ranks them c < b < a, the gap a < b < c.
+  found = {"s": {"retrain": line(0.2, 0.5, 3.0, 0.20, 0.8),
+                 "a": line(0.10, 0.6, 4.0, 0.50, 1.0),
+                 "b": line(0.05, 0.7, 5.0, 0.30, 2.0),
+                 "c": line(0.01, 0.9, 6.0, 0.21, 7.0)}}
+  text = report.agreement_table(found)
+  rows = [r for r in text.splitlines() if r.startswith("| s |")]
+  assert rows == ["| s | 1 − F | 3 | -1.00 | +1.00 |", "| s | U-LiRA AUC | 3 | -1.00 | +1.00 |",
+                  "| s | KLoM | 3 | -1.00 | +1.00 |"]
+  assert report.agreement_table({"s": {k: found["s"][k] for k in ("retrain", "a", "b")}}) is None

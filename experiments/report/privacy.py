@@ -14,7 +14,7 @@ import numpy as np
 
 from experiments._spec import Experiment
 from experiments.report.load import grouped, settings_of
-from experiments.report.tables import markdown_table, mean_of, protocol_of
+from experiments.report.tables import markdown_table, mean_of, protocol_lines, protocol_of
 from fmjax import checkpoints, privacy
 
 MIN_MODELS = 3
@@ -97,14 +97,18 @@ def scores(unlearned: dict, reference: dict) -> dict:
 
 
 def all_scores(exp: Experiment, results) -> dict[str, dict[str, dict]]:
-  """{setting: {line: scores}} for every line with at least :data:`MIN_MODELS` models."""
+  """{setting: {line: scores}} for every line with at least :data:`MIN_MODELS` models;
+  each line also carries ``gap``, its mean average gap of the protocol table (None for a
+  line without one)."""
   out = {}
   for setting in settings_of(exp):
     ref = _reference(exp, setting)
     ens = ensembles(exp, results, setting)
     if ref is None or ref.line not in ens or len(ens[ref.line]["forget"]) < MIN_MODELS:
       continue
-    out[setting] = {line: scores(e, ens[ref.line]) for line, e in ens.items()
+    gaps = {u.line: mean_of(g) for u, _, g in protocol_lines(exp, results, setting)}
+    out[setting] = {line: {**scores(e, ens[ref.line]), "gap": gaps.get(line)}
+                    for line, e in ens.items()
                     if line != ref.line and len(e["forget"]) >= MIN_MODELS}
   return out
 
@@ -135,6 +139,57 @@ def epoch_table(exp: Experiment, results) -> str | None:
           + markdown_table(["setting", "line"] + [f"epoch {k}" for k in range(width)], rows))
 
 
+def ranks(values) -> np.ndarray:
+  """Ranks 1..n of ``values``, ties sharing their mean rank."""
+  v = np.asarray(values, np.float64)
+  order = np.argsort(v, kind="stable")
+  r = np.empty(v.size)
+  r[order] = np.arange(1, v.size + 1)
+  for x in np.unique(v):
+    r[v == x] = r[v == x].mean()
+  return r
+
+
+def rank_correlation(a, b) -> float:
+  """Spearman's ρ: the Pearson correlation of the two orders' ranks (ties averaged); NaN
+  when either order is constant."""
+  ra, rb = ranks(a), ranks(b)
+  if ra.std() == 0 or rb.std() == 0:
+    return float("nan")
+  return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# The orders compared, each oriented so that larger = told apart from Retrain more.
+PER_EXAMPLE = (("1 − F", lambda s, ref: 1 - s["F"]), ("U-LiRA AUC", lambda s, ref: s["auc"]),
+               ("KLoM", lambda s, ref: s["klom"]))
+POPULATION = (("MIA-efficacy's distance to Retrain's", lambda s, ref: abs(s["MIA"] - ref["MIA"])),
+              ("Avg. gap", lambda s, ref: s["gap"]))
+
+
+def agreement_table(found: dict[str, dict[str, dict]]) -> str | None:
+  """Per setting, Spearman's ρ between each per-example order and each population order
+  over the lines other than Retrain's (+1: the same order, 0: unrelated, -1: reversed)."""
+  rows = []
+  for setting, lines in found.items():
+    ref = next((s for k, s in lines.items() if k.startswith("retrain")), None)
+    others = [s for k, s in lines.items() if not k.startswith("retrain")]
+    if (ref is None or ref["MIA"] is None or len(others) < 3
+        or any(s["MIA"] is None or s["gap"] is None for s in others)):
+      continue
+    for label, order in PER_EXAMPLE:
+      rows.append([setting, label, str(len(others))] + [
+          f"{rank_correlation([order(s, ref) for s in others], [pop(s, ref) for s in others]):+.2f}"
+          for _, pop in POPULATION])
+  if not rows:
+    return None
+  return ("Do the per-example scores order the methods as the population readouts do? "
+          "Spearman's ρ over the lines other than Retrain (ties share ranks; each order "
+          "oriented so that larger = more distinguishable from Retrain; +1 = the same "
+          "order, 0 = unrelated, -1 = reversed):\n\n" + markdown_table(
+              ["setting", "per-example order", "lines"] + [f"ρ with {p}" for p, _ in
+                                                           POPULATION], rows))
+
+
 def _ci(x: float, ci: tuple[float, float], digits: int = 3) -> str:
   return f"{x:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
@@ -143,17 +198,20 @@ def privacy_table(exp: Experiment, results) -> str:
   """The ensemble scores per line: forgetting quality F and the final score (the NeurIPS
   2023 challenge), U-LiRA AUC and TPR at 1% FPR, KLoM, population MIA-efficacy."""
   rows = []
-  for setting, lines in all_scores(exp, results).items():
+  found = all_scores(exp, results)
+  for setting, lines in found.items():
     for line, s in lines.items():
       rows.append([setting, line, f"{s['models'][0]} vs {s['models'][1]}",
                    _ci(s["F"], s["F_ci"]), f"{s['final']:.3f}", _ci(s["auc"], s["auc_ci"]),
                    f"{100 * s['tpr1']:.1f}", _ci(s["klom"], s["klom_ci"], 2),
-                   "–" if s["MIA"] is None else f"{100 * s['MIA']:.2f}", f"{s['RTE']:.1f}"])
+                   "–" if s["MIA"] is None else f"{100 * s['MIA']:.2f}",
+                   "–" if s["gap"] is None else f"{s['gap']:.2f}", f"{s['RTE']:.1f}"])
   if not rows:
     return (f"No ensemble yet: a line needs at least {MIN_MODELS} finished models that "
             "stored their confidences, and a Retrain reference ensemble (a Retrain unit with "
             "a seed_offset).")
   by_epoch = epoch_table(exp, results)
+  agreement = agreement_table(found)
   return ("Each line's ensemble (its seeds, one forget set) against Retrain's reference "
           "ensemble, per forget example, then summarised; [95% bootstrap interval over "
           "forget examples]. F = the NeurIPS 2023 unlearning challenge's forgetting quality "
@@ -163,9 +221,12 @@ def privacy_table(exp: Experiment, results) -> str:
           "and evaluated on the other half (AUC 0.5 and TPR@1% FPR of 1% = no signal); "
           "KLoM = mean per-example KL of the margin distributions (0 = the same); "
           "MIA-efficacy = the POPULATION attack of the protocol table (SalUn's SVC), in "
-          "%; RTE in seconds per model.\n\n" + markdown_table(
+          "%; Avg. gap = the protocol table's average gap to Retrain, in points (mean over "
+          "seeds); RTE in seconds per model.\n\n" + markdown_table(
               ["setting", "line", "models (vs ref.)", "F", "final score", "U-LiRA AUC",
-               "TPR@1%FPR (%)", "KLoM", "MIA-efficacy (population)", "RTE (s)"], rows)
+               "TPR@1%FPR (%)", "KLoM", "MIA-efficacy (population)", "Avg. gap",
+               "RTE (s)"], rows)
+          + ("" if agreement is None else "\n\n" + agreement)
           + ("" if by_epoch is None else "\n\n" + by_epoch))
 
 
@@ -199,13 +260,16 @@ def privacy_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Path
     left.set_title(f"{setting}: per-example ε vs Retrain's reference", fontsize=10)
     left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.06), ncol=3,
                 frameon=False)
-    for i, k in enumerate(sorted(names, key=lambda k: lines[k]["RTE"])):
+    palette = plt.get_cmap("tab10").colors
+    others = iter(palette[:3] + palette[4:])   # tab10's red (3) is Retrain's
+    for i, k in enumerate(sorted(names, key=lambda k: -lines[k]["F"])):   # legend: by F
       s = lines[k]
       err = [[s["F"] - s["F_ci"][0]], [s["F_ci"][1] - s["F"]]]
-      right.errorbar(s["RTE"], s["F"], yerr=err, fmt="o",
-                     color="tab:red" if k.startswith("retrain") else "tab:blue", capsize=2)
-      right.annotate(k, (s["RTE"], s["F"]), fontsize=7.5,   # neighbours above and below
-                     xytext=(4, 4 if i % 2 == 0 else -11), textcoords="offset points")
+      retrain = k.startswith("retrain")   # points of close RTE overlap: a legend, no labels
+      right.errorbar(s["RTE"], s["F"], yerr=err, fmt="*" if retrain else "osD^v<>ph"[i % 9],
+                     color="tab:red" if retrain else next(others, "gray"), capsize=2,
+                     markersize=9 if retrain else 6, label=k)
+    right.legend(fontsize=7.5, loc="center left", frameon=False)
     right.set_xscale("log")
     right.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
     right.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
