@@ -149,6 +149,36 @@ def test_the_runner_stacks_units_when_asked(tmp_path):
 
 
 @pytest.mark.scale   # make test-scale (CI)
+def test_a_tiny_privacy_ensemble_runs_its_seeds_as_one_program_end_to_end(tmp_path):
+  """`python -m experiments.run privacy --small --units-per-program 4`: 4 seeds of every
+  line (and 4 more of Retrain as the reference) on digits, each line's seeds ONE program;
+  every model leaves its records and confidences but no checkpoint, and the report scores
+  every line against the reference ensemble."""
+  from experiments import privacy
+  assert run.main(["privacy", "--small", "--units-per-program", "4", "--quiet",
+                   "--workdir", str(tmp_path)]) == 0
+  exp = privacy.get_config(small=True)
+  units = list(tmp_path.glob("units/*/*/seed*"))
+  assert len(units) == len(exp.units) * 4 == 44
+  stacked = set()
+  for d in units:
+    assert (d / "confidences.npz").is_file() and (d / "summary.json").is_file()
+    assert not (d / "checkpoints").exists(), d   # an ensemble member keeps no checkpoint
+    config = json.loads((d / "config.json").read_text())
+    records = checkpoints.read_metrics(d)
+    if any(r.get("stacked_units") == 4 for r in records):
+      stacked.add(config["method"]["name"])
+  assert {"retrain", "finetune", "fisher_mask", "salun", "scrub", "l1_sparse", "neggrad_plus",
+          "random_label"} <= stacked   # SSD does not train
+  report = (tmp_path / "report.md").read_text()
+  for line in ("retrain", "finetune", "fisher_mask", "ssd", "ssd (fisher)", "salun", "scrub",
+               "l1_sparse", "neggrad_plus", "random_label"):
+    assert f"| random 10% | {line} | 4 vs 4 |" in report, line
+  assert "| random 10% | retrain (reference) | 4 vs 4 |" not in report   # the reference
+  assert "| random 10% | U-LiRA AUC | 9 |" in report   # the rank-agreement table
+
+
+@pytest.mark.scale   # make test-scale (CI)
 def test_the_successors_smoke_form_stacks_retrain_and_the_procedures(tmp_path):
   """`python -m experiments.run successors --small --units-per-program 4`: the runs of one
   line (settings and seeds) go to one program, Retrain's and the procedures' too, and the
