@@ -228,7 +228,8 @@ def protocol_figure(exp: Experiment, results, path: pathlib.Path) -> pathlib.Pat
     for yi, m, e, item in zip(y, means, errs, items, strict=True):
       rte = mean_of(p.get("RTE") for p in item[1])
       ax.text((m + e) * 1.08, yi, f"{rte:.1f}s" if rte < 10 else f"{rte:.0f}s",
-              va="center", fontsize=7, color="dimgray")
+              va="center", fontsize=7, color="dimgray", zorder=3,   # over the dashed line
+              bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.9})
     if original is not None:
       ax.axvline(original, color="black", ls="--", lw=1)
       ax.text(original, len(items) - 0.4, f" original: {original:.1f}", fontsize=7.5,
