@@ -9,7 +9,7 @@ set across classes), every method fmjax has: the paper's nine and its six
 successors (SSD twice: with its code's batch importance and with fmjax's
 exact per-example Fisher), two seeds, reported in the protocol's layout (UA,
 RA, TA, MIA-efficacy, RTE and the average gap to Retrain;
-:func:`experiments.report.tables.protocol_table`), the original's own row
+:func:`experiments.report.protocol.protocol_table`), the original's own row
 first.
 
 The original MEMORISES, as the protocol's ResNet-18 on CIFAR-10 does

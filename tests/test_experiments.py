@@ -361,7 +361,7 @@ def test_a_swept_experiment_runs_its_tuning_seeds_and_reports_the_rate_they_pick
   2000 beside a tuning Retrain; the protocol table reports the rate the tuning seed
   picks, with the evaluation seed's numbers."""
   from experiments._spec import sweep_lr
-  from experiments.report import load, tables
+  from experiments.report import load, protocol
   unlearn = {"epochs": 1, "relearn_epochs": 0, "eval_limit": 200}
   base = Experiment("t", "tiny", {"main": Original("digits", "small_cnn", {"epochs": 2})},
                     (Unit("random 10%", "retrain", "retrain", "main",
@@ -377,10 +377,10 @@ def test_a_swept_experiment_runs_its_tuning_seeds_and_reports_the_rate_they_pick
        "random 10% / salun lr=0.5 (tuning) / seed 2000",
        "random 10% / salun lr=0.001 (tuning) / seed 2000"])
   _, results = load.collect(tmp_path)
-  lines = tables.protocol_lines(exp, results, "random 10%")
+  lines = protocol.protocol_lines(exp, results, "random 10%")
   gaps = {(u.line, u.tuning): g[0] for u, _, g in lines}
   picked = min((0.5, 0.001), key=lambda lr: gaps[(f"salun lr={lr:g} (tuning)", True)])
-  main = tables.protocol_table(exp, results).split("Learning-rate sweeps")[0]
+  main = protocol.protocol_table(exp, results).split("Learning-rate sweeps")[0]
   assert f"| salun lr={picked:g} |" in main and "(tuning)" not in main
   assert f"| salun lr={({0.5, 0.001} - {picked}).pop():g} |" not in main
   text = report.build(tmp_path)["report"].read_text()
@@ -431,7 +431,7 @@ def _finished(setting, method, seed, protocol, original):
 
 
 def test_the_protocol_table_starts_with_the_original_and_counts_the_pairs_told_apart():
-  from experiments.report import tables
+  from experiments.report import protocol
   original = [{"forget_train_accuracy": 0.99, "remain_train_accuracy": 0.99,
                "test_accuracy": 0.87, "mia_efficacy": 0.02},
               {"forget_train_accuracy": 0.97, "remain_train_accuracy": 0.99,
@@ -441,7 +441,7 @@ def test_the_protocol_table_starts_with_the_original_and_counts_the_pairs_told_a
                        original[s]) for m, u in ua.items() for s in (0, 1)]
   exp = Experiment("x", "x", {"main": Original("digits", "small_cnn")},
                    tuple(r.unit for r in results if r.seed == 0), seeds=(0, 1))
-  text = tables.protocol_table(exp, results)
+  text = protocol.protocol_table(exp, results)
   rows = [line for line in text.splitlines() if line.startswith("| random")]
   # UA 1 - 0.99 and 1 - 0.97 (mean 2), MIA 2 and 4 (mean 3); its gap to Retrain's mean
   # (UA 13, MIA 10) per seed, in points: (|1 - 13| + 0 + 0 + |2 - 10|) / 4 = 5, and 4.
@@ -451,12 +451,12 @@ def test_the_protocol_table_starts_with_the_original_and_counts_the_pairs_told_a
   # Gaps per seed: retrain 0.25, 0.25 (sd 0); finetune 2.75, 2.25; salun 0.225, 0.225:
   # retrain and salun differ by 0.025 with an SE of 0, told apart; finetune from both.
   assert "random 10%: 3 of 3" in text
-  ps, gaps = tables.original_protocol(exp, results, "random 10%")
+  ps, gaps = protocol.original_protocol(exp, results, "random 10%")
   assert gaps == pytest.approx([5.0, 4.0]) and [p["MIA"] for p in ps] == [0.02, 0.04]
-  assert tables.original_protocol(exp, results, "class 0") is None
-  assert tables.separated_pairs([(None, None, [1.0, 3.0]), (None, None, [2.0, 4.0])]) == (0, 1)
-  assert tables.separated_pairs([(None, None, [1.0, 1.2]), (None, None, [2.0, 2.2])]) == (1, 1)
-  assert tables.separated_pairs([(None, None, [1.0]), (None, None, [2.0, 2.2])]) == (0, 0)
+  assert protocol.original_protocol(exp, results, "class 0") is None
+  assert protocol.separated_pairs([(None, None, [1.0, 3.0]), (None, None, [2.0, 4.0])]) == (0, 1)
+  assert protocol.separated_pairs([(None, None, [1.0, 1.2]), (None, None, [2.0, 2.2])]) == (1, 1)
+  assert protocol.separated_pairs([(None, None, [1.0]), (None, None, [2.0, 2.2])]) == (0, 0)
 
 
 @pytest.mark.parametrize("name, n_seeds, dataset", [("privacy", 16, "fashion_mnist"),

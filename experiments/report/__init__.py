@@ -8,7 +8,10 @@ readout record), ``report.md`` (Markdown tables, mean +- std over seeds) and
 with a band of one standard deviation over seeds, ddof=1 like the tables).
 
 * :mod:`experiments.report.load` -- the finished units, grouped; the CSV.
+* :mod:`experiments.report.format` -- mean ± std over seeds, Markdown tables.
 * :mod:`experiments.report.tables` -- every table, by name in :data:`TABLES`.
+* :mod:`experiments.report.protocol` -- the unlearning protocol's view: readouts, gaps,
+  sweeps, the protocol table.
 * :mod:`experiments.report.figures` -- the curve figure and the protocol figure.
 * :mod:`experiments.report.privacy` -- ensemble scores of units that stored confidences.
 * :mod:`experiments.report.published` -- the protocol in SalUn's format beside a paper's
@@ -23,16 +26,12 @@ import sys
 from typing import Any
 
 from experiments.report.figures import figure, protocol_figure
+from experiments.report.format import markdown_table, mean_std
 from experiments.report.load import UnitResult, collect, grouped, load_experiment, write_csv
 from experiments.report.privacy import privacy_figure, privacy_table
+from experiments.report.protocol import protocol_table
 from experiments.report.published import published_table
-from experiments.report.tables import (
-  LABELS,
-  TABLES,
-  markdown_table,
-  mean_std,
-  protocol_table,
-)
+from experiments.report.tables import LABELS, TABLES
 from fmjax import checkpoints
 
 # Every table by name: the per-seed tables, the ensembles' (experiments.report.privacy) and

@@ -9,15 +9,10 @@ from typing import Any
 import numpy as np
 
 from experiments._spec import Experiment
+from experiments.report.format import mean_of, sd_of
 from experiments.report.load import grouped, settings_of
-from experiments.report.tables import (
-  LABELS,
-  best_of_groups,
-  mean_of,
-  original_protocol,
-  protocol_lines,
-  sd_of,
-)
+from experiments.report.protocol import best_of_groups, original_protocol, protocol_lines
+from experiments.report.tables import LABELS
 from fmjax.methods import get_method
 
 

@@ -13,8 +13,9 @@ import pathlib
 import numpy as np
 
 from experiments._spec import Experiment
+from experiments.report.format import markdown_table, mean_of
 from experiments.report.load import grouped, settings_of
-from experiments.report.tables import markdown_table, mean_of, protocol_lines, protocol_of
+from experiments.report.protocol import protocol_lines, protocol_of
 from fmjax import checkpoints, privacy
 
 MIN_MODELS = 3

@@ -2,7 +2,7 @@
 
 SalUn's format (Fan et al. 2024, Table 1): every number is ``mean ± std (gap)``, the gap
 being ``|mean - Retrain's mean|`` in points, and Avg. Gap the mean of a row's four gaps
-(so it is the gap of the means, where :func:`experiments.report.tables.protocol_table`
+(so it is the gap of the means, where :func:`experiments.report.protocol.protocol_table`
 averages each seed's gap). A measured row's gaps are to the measured Retrain, a published
 row's to the published Retrain. RTE is in minutes, as the paper prints it (the machines
 differ, so it is shown, never compared).
@@ -21,8 +21,9 @@ import math
 import numpy as np
 
 from experiments._spec import PROTOCOL_METRICS, Experiment, Published
+from experiments.report.format import markdown_table, sd_of
 from experiments.report.load import settings_of
-from experiments.report.tables import best_of_groups, markdown_table, protocol_lines, sd_of
+from experiments.report.protocol import best_of_groups, protocol_lines
 
 HEADER = ["setting", "method", "source", "UA", "RA", "TA", "MIA-efficacy", "Avg. gap",
           "RTE (min)", "runs"]
