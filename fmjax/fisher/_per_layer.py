@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fmjax.fisher._classes import CLASS_CHUNK, class_chunked
+from fmjax.fisher._classes import class_chunked
 
 _PARAM_NAMES = {nn.Conv: {"kernel", "bias"}, nn.Dense: {"kernel", "bias"},
                 nn.BatchNorm: {"scale", "bias"}}
@@ -271,13 +271,10 @@ def sq_grad_sum(model: nn.Module, apply_kwargs: Mapping, variables: Mapping,
   else:
     probs = lax.stop_gradient(jnp.exp(log_probs))                  # [B, K]
     scale = jnp.sqrt(probs * w[:, None])                            # [B, K]
-    if num_classes <= CLASS_CHUNK:   # all classes in one batched pass
-      eye = jnp.eye(num_classes, dtype=acc_dtype)                   # [K(c), K]
-      flat = squares(eye[:, None, :] * scale.T[:, :, None])         # [K(c), B, K]
-    else:   # classes c [k] a step: cotangents sqrt(p_c w) e_c, [k, B, K]
-      flat = class_chunked(lambda c: squares(jax.nn.one_hot(c, num_classes, dtype=acc_dtype)
-                                             [:, None, :] * scale.T[c][:, :, None]),
-                           num_classes)
+    # Classes c [k] a step (fmjax.fisher._classes): cotangents sqrt(p_c w) e_c, [k, B, K].
+    flat = class_chunked(lambda c: squares(jax.nn.one_hot(c, num_classes, dtype=acc_dtype)
+                                           [:, None, :] * scale.T[c][:, :, None]),
+                         num_classes)
   leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
   ordered = [flat[tuple(str(getattr(k, "key", k)) for k in kp)] for kp, _ in leaves_with_paths]
   return jax.tree_util.tree_unflatten(treedef, ordered)

@@ -12,14 +12,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fmjax.fisher._classes import CLASS_CHUNK, class_chunked
+from fmjax.fisher._classes import class_chunked
 
 LogitsFn = Callable[[Any, jax.Array], jax.Array]  # (params, images [B, ...]) -> [B, K]
 
 
 def sq_grad_sum(logits_fn: LogitsFn, params: Any, images: jax.Array, labels: jax.Array,
-                weights: jax.Array, *, kind: str, acc_dtype: Any,
-                class_chunk: int = CLASS_CHUNK) -> Any:
+                weights: jax.Array, *, kind: str, acc_dtype: Any) -> Any:
   """Sum over examples of ``weights[n] * (d log p(y_n | x_n) / d params)^2``.
 
   Args:
@@ -32,7 +31,6 @@ def sq_grad_sum(logits_fn: LogitsFn, params: Any, images: jax.Array, labels: jax
     kind: 'empirical' (gradient at the given label) or 'true' (expectation over
       the model's own predictive distribution).
     acc_dtype: the dtype the squares are accumulated in.
-    class_chunk: classes per backward pass of the true Fisher; more classes loop.
 
   Returns:
     A pytree shaped like ``params`` in ``acc_dtype``.
@@ -45,14 +43,10 @@ def sq_grad_sum(logits_fn: LogitsFn, params: Any, images: jax.Array, labels: jax
     if kind == "empirical":
       g = jax.grad(lambda p: log_probs(p, x)[y])(params)
       return jax.tree.map(lambda t: w * jnp.square(t.astype(acc_dtype)), g)
-    # True Fisher: sum_c p(c|x) (d log p(c|x))^2, one backward pass per class.
-    num_classes = jax.eval_shape(log_probs, params, x).shape[-1]
-    if num_classes <= class_chunk:
-      jac = jax.jacrev(log_probs)(params, x)  # leaves [K, *leaf]
-      probs = jax.lax.stop_gradient(jnp.exp(log_probs(params, x)))
-      return jax.tree.map(
-          lambda j: w * jnp.tensordot(probs, jnp.square(j.astype(acc_dtype)), axes=1), jac)
+    # True Fisher: sum_c p(c|x) (d log p(c|x))^2, one backward pass per class, the
+    # classes in a loop (:mod:`fmjax.fisher._classes`).
     lp, vjp_fn = jax.vjp(lambda p: log_probs(p, x), params)
+    num_classes = lp.shape[-1]
     probs = jax.lax.stop_gradient(jnp.exp(lp))
 
     def of_classes(c):   # classes c [k] (index K pads: a zero row): their share of the sum
@@ -60,7 +54,6 @@ def sq_grad_sum(logits_fn: LogitsFn, params: Any, images: jax.Array, labels: jax
       pc = jnp.where(c < num_classes, probs[jnp.minimum(c, num_classes - 1)], 0.0)
       return jax.tree.map(
           lambda j: w * jnp.tensordot(pc, jnp.square(j.astype(acc_dtype)), axes=1), jac)
-    # More classes: chunks of them in a loop, so memory does not grow with the class count.
     return class_chunked(of_classes, num_classes)
 
   per_example = jax.vmap(one_example)(images, labels, weights.astype(acc_dtype))
