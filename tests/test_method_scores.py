@@ -107,6 +107,35 @@ def test_every_layers_integrated_gradients_come_from_one_program_and_equal_each_
   assert together._cache_size() == 1   # one compiled program for both layers
 
 
+class DeepConvBN(nn.Module):
+  """``depth`` conv-BN-relu layers of 16 channels on 16x16 inputs, then a Dense head."""
+  depth: int = 12
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for i in range(self.depth):
+      x = nn.Conv(16, (3, 3), padding="SAME", use_bias=False, name=f"c{i}")(x)
+      x = nn.relu(nn.BatchNorm(use_running_average=not train, name=f"b{i}")(x))
+    return nn.Dense(3, name="head")(x.mean(axis=(1, 2)))
+
+
+def test_integrated_gradients_of_every_layer_need_one_pass_of_memory():
+  """Twelve layers' integrated gradients in one program need about the temporaries of
+  one layer's (one network copy, a loop over the layers), not twelve passes kept alive
+  at once (GoogLeNet: 304 GB; make bench-memory). XLA's memory analysis, nothing run."""
+  model = DeepConvBN()
+  x = jnp.zeros((8, 16, 16, 3))
+  variables = model.init(jax.random.key(0), x)
+  layers = _channels.channel_layers(model, variables, x.shape[1:], {"train": False})
+  assert len(layers) == 12
+
+  def temp_bytes(chosen):
+    ig = _channels.make_integrated_gradients(model, {"train": False}, chosen, 4)
+    compiled = ig.lower(variables, x, jnp.zeros((8,), jnp.int32)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+  assert temp_bytes(layers) < 2 * temp_bytes(layers[:1])
+
+
 def test_channel_mask_counts_parameters_and_masks_whole_channels(convbn):
   model, variables, x, _ = convbn
   params = variables["params"]
