@@ -327,6 +327,19 @@ class TestBadInput:
     with pytest.raises(ValueError, match=match):
       fmjax.make_fisher_diag(TinyMLP(), **kwargs)
 
+  def test_the_per_layer_path_needs_a_flax_module(self):
+    """(A survivor of make mutants: the check's ``==`` turned into ``>``.)"""
+    with pytest.raises(ValueError, match="path='per_layer' needs a flax.linen Module"):
+      fmjax.make_fisher_diag(lambda p, x: x @ p, path="per_layer")
+
+  def test_progress_is_keyword_only(self, mlp_setup):
+    """``accumulate_fisher_diag(fd, params, batches, True)`` would read True as a batch
+    option; it is refused (a survivor of make mutants: ``*`` turned into ``/``)."""
+    model, params, state, x, y = mlp_setup
+    with pytest.raises(TypeError):
+      fmjax.accumulate_fisher_diag(fmjax.make_fisher_diag(model), params,
+                                   [{"image": x, "label": y}], False)
+
   def test_params_passed_as_state(self, mlp_setup):
     model, params, _, _, _ = mlp_setup
     with pytest.raises(ValueError, match="non-parameter collections"):
