@@ -388,3 +388,24 @@ def test_relearn_counts_epochs_and_steps(monkeypatch):
   assert out["epochs"] is None and out["steps"] is None
   with pytest.raises(ValueError, match="positive loss"):
     readouts.relearn_time(None, None, State(), threshold=float("nan"), max_epochs=1)
+
+
+def test_scoring_blocks_default_to_what_the_images_allow():
+  """fisher_chunk and GradMask's score_batch_size: None is the data's block, 128 (256)
+  examples up to 32x32 images, as many pixels for larger ones; make_config records it."""
+  from fmjax.methods import FisherMask, FisherNoise, GradMask
+  from fmjax.methods.base import examples_per_block
+  from fmjax.unlearning import make_config
+  assert [examples_per_block(128, s) for s in ((8, 8, 1), (28, 28, 1), (32, 32, 3),
+                                               (64, 64, 3), (224, 224, 3))] == [
+      128, 128, 128, 32, 2]
+  assert FisherMask().fisher_block((64, 64, 3)) == 32 == FisherNoise().fisher_block((64, 64, 3))
+  assert GradMask().score_block((64, 64, 3)) == 64 and GradMask().score_block((28, 28, 1)) == 256
+  assert FisherMask(fisher_chunk=8).fisher_block((64, 64, 3)) == 8   # given: kept
+  for dataset, chunk, batch in (("tiny_imagenet", 32, 64), ("cifar10", 128, 256),
+                                ("mnist", 128, 256)):
+    assert make_config("/nowhere", "fisher_mask", dataset=dataset).method.fisher_chunk == chunk
+    assert make_config("/nowhere", "grad_mask",
+                       dataset=dataset).method.score_batch_size == batch
+  assert make_config("/nowhere", "ssd", dataset="tiny_imagenet",
+                     fisher_chunk=16).method.fisher_chunk == 16

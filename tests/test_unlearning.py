@@ -297,7 +297,8 @@ def test_bad_input_is_refused_with_the_fix(tmp_path, trained, digits):
 
 def test_make_config_defaults(trained):
   config = unlearning.make_config(trained, "fisher_mask")
-  assert config.method == FisherMask(ratio=0.04)   # MNIST-like data: R = 0.04
+  # MNIST-like data: R = 0.04; an 8x8 image allows a Fisher block of 128 examples
+  assert config.method == FisherMask(ratio=0.04, fisher_chunk=128)
   assert config.forget_classes == (0,) and config.method.lr == "compressed"
   assert unlearning.default_ratio("cifar10") == 0.02
   roundtrip = unlearning.UnlearnConfig.from_json(config.to_json())

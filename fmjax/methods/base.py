@@ -195,15 +195,32 @@ class Scoring:
   score_limit: int | None = None
 
 
+def examples_per_block(at_32x32: int, image_shape: tuple[int, ...]) -> int:
+  """The examples of one compiled scoring block for images of ``image_shape`` (H, W, C):
+  ``at_32x32`` for CIFAR-sized images and smaller, fewer for larger ones so that a block
+  holds as many pixels (64x64 Tiny-ImageNet: a quarter). A block's memory grows with its
+  pixels: GoogLeNet's Fisher block on Tiny-ImageNet needed 41 GB at 128 examples
+  (``make bench-memory``), 10 GB at 32."""
+  h, w = image_shape[:2]
+  return max(1, min(at_32x32, at_32x32 * 32 * 32 // (h * w)))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FisherScoring(Scoring):
   """The settings of a method that scores with :func:`fmjax.fisher.make_fisher_diag`.
 
   Attributes:
-    fisher_chunk: examples per compiled Fisher block.
+    fisher_chunk: examples per compiled Fisher block. None: the data's
+      (:func:`examples_per_block` of 128: 128 up to 32x32 images, 32 at 64x64), which
+      :func:`fmjax.unlearning.make_config` fills in.
   """
   limits: ClassVar[dict[str, str]] = {"fisher_chunk": ">=1"}
-  fisher_chunk: int = 128
+  fisher_chunk: int | None = None
+  FISHER_CHUNK: ClassVar[int] = 128   # at 32x32
+
+  def fisher_block(self, image_shape: tuple[int, ...]) -> int:
+    """``fisher_chunk``, or the data's default for images of ``image_shape``."""
+    return self.fisher_chunk or examples_per_block(self.FISHER_CHUNK, image_shape)
 
 
 def check_choices(method: Method) -> None:

@@ -39,7 +39,7 @@ def fisher_mask(model, params, model_state, task: UnlearnTask, settings: FisherM
   """Scores, masks and returns the masked model (fine-tuning follows)."""
   start = time.perf_counter()
   seed = subset_seed(key)
-  fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk,
+  fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_block(task.image_shape),
                         devices=task.devices)
   f_forget = set_fisher(fd, params, task, task.forget, settings, seed, "Fisher of the forget set")
   if task.remain is None:

@@ -92,8 +92,8 @@ def fisher_noise(model, params, model_state, task: UnlearnTask, settings: Fisher
   start = time.perf_counter()
   seed_key, noise_key = jax.random.split(key)
   seed = subset_seed(seed_key)
-  fd = make_fisher_diag(model, model_state, kind="true", chunk_size=settings.fisher_chunk,
-                        devices=task.devices)
+  fd = make_fisher_diag(model, model_state, kind="true",
+                        chunk_size=settings.fisher_block(task.image_shape), devices=task.devices)
   remain = task.subsample(task.remain, settings.score_limit, seed)
   h = accumulate_fisher_diag(fd, params, task.batches(
       remain, settings.score_batch_size, desc="true Fisher of the remain set",

@@ -23,7 +23,7 @@ import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, register
+from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, examples_per_block, register
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
@@ -38,7 +38,7 @@ def integrated_gradient_scores(model, params, model_state, task: UnlearnTask,
   ig = _channels.make_integrated_gradients(model, APPLY_KWARGS, layers, settings.ig_steps)
   out = {"/".join(layer.conv): np.zeros(layer.channels, np.float64) for layer in layers}
   desc = f"integrated gradients, {len(layers)} layers"
-  for batch in task.batches(forget, settings.score_batch_size, desc=desc):
+  for batch in task.batches(forget, settings.score_block(task.image_shape), desc=desc):
     for path, scores in ig(variables, batch["image"], batch["label"]).items():
       out[path] += np.asarray(sharding.real_rows(scores, batch), np.float64).sum(0)
   return {path: total / len(forget) for path, total in out.items()}
@@ -60,7 +60,9 @@ class GradMask(MaskMethod):
   """The paper's Section 3.3: zero the channels with the largest integrated gradients on D_f.
 
   Attributes:
-    score_batch_size: examples per scoring batch.
+    score_batch_size: examples per scoring batch (one integrated-gradients program each).
+      None: the data's (:func:`fmjax.methods.base.examples_per_block` of 256: 256 up to
+      32x32 images, 64 at 64x64), which :func:`fmjax.unlearning.make_config` fills in.
     ig_steps: Riemann steps of the integrated gradients.
     ig_limit: score at most this many forget examples. None: all.
   """
@@ -69,8 +71,13 @@ class GradMask(MaskMethod):
   tags: ClassVar[tuple[str, ...]] = ("paper",)
   limits: ClassVar[dict[str, str]] = {"score_batch_size": ">=1", "ig_steps": ">=1",
                                       "ig_limit": ">=1"}
-  score_batch_size: int = 256
+  score_batch_size: int | None = None
   ig_steps: int = 20
+  SCORE_BATCH: ClassVar[int] = 256   # at 32x32
+
+  def score_block(self, image_shape: tuple[int, ...]) -> int:
+    """``score_batch_size``, or the data's default for images of ``image_shape``."""
+    return self.score_batch_size or examples_per_block(self.SCORE_BATCH, image_shape)
   ig_limit: int | None = None
 
   def edit(self, model, params, model_state, task, key):

@@ -103,7 +103,7 @@ def ssd(model, params, model_state, task: UnlearnTask, settings: SSD,
                              "SSD importance of the training data")
   else:
     seed = subset_seed(key)
-    fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_chunk,
+    fd = make_fisher_diag(model, model_state, chunk_size=settings.fisher_block(task.image_shape),
                           devices=task.devices)
     i_f = set_fisher(fd, params, task, task.forget, settings, seed,
                      "Fisher of the forget set").mean()

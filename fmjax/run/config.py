@@ -11,7 +11,16 @@ from typing import Any, Literal
 import numpy as np
 
 from fmjax import _checks, data, training
-from fmjax.methods import MaskMethod, Method, field_names, from_json, get_method, make
+from fmjax.methods import (
+  FisherScoring,
+  GradMask,
+  MaskMethod,
+  Method,
+  field_names,
+  from_json,
+  get_method,
+  make,
+)
 
 
 def default_ratio(dataset: str) -> float:
@@ -168,11 +177,19 @@ def config_fields() -> frozenset[str]:
 
 
 def with_defaults(method: Method, dataset: str) -> Method:
-  """``method`` with the defaults that depend on the data filled in (a mask ratio None
-  becomes the paper's for ``dataset``)."""
+  """``method`` with the defaults that depend on the data filled in: a mask ratio None
+  becomes the paper's for ``dataset``, a scoring block None (``fisher_chunk``, GradMask's
+  ``score_batch_size``) the examples its images allow
+  (:func:`fmjax.methods.base.examples_per_block`)."""
+  shape = data.DATASETS[dataset].image_shape
+  fill = {}
   if isinstance(method, MaskMethod) and method.ratio is None:
-    return dataclasses.replace(method, ratio=default_ratio(dataset))
-  return method
+    fill["ratio"] = default_ratio(dataset)
+  if isinstance(method, FisherScoring) and method.fisher_chunk is None:
+    fill["fisher_chunk"] = method.fisher_block(shape)
+  if isinstance(method, GradMask) and method.score_batch_size is None:
+    fill["score_batch_size"] = method.score_block(shape)
+  return dataclasses.replace(method, **fill) if fill else method
 
 
 def for_method(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
