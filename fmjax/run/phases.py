@@ -254,7 +254,7 @@ def finished_result(run: RunContext, restored) -> UnlearnResult | None:
   try:
     summary = checkpoints.read_json(run.workdir / "summary.json", what="summary", fix="")
     records = checkpoints.read_metrics(run.workdir)
-  except (ValueError, FileNotFoundError):
+  except ValueError:   # a missing or damaged file (read_json names it as such)
     return None
   tail_phases = _tail_phases(run.config)
   if restored is not None:
