@@ -50,10 +50,13 @@ def sq_grad_sum(logits_fn: LogitsFn, params: Any, images: jax.Array, labels: jax
     probs = jax.lax.stop_gradient(jnp.exp(lp))
 
     def of_classes(c):   # classes c [k] (index K pads: a zero row): their share of the sum
-      (jac,) = jax.vmap(vjp_fn)(jax.nn.one_hot(c, num_classes, dtype=lp.dtype))
+      # Cotangents sqrt(p_c) e_c: the backward pass is linear, so the squares carry p_c.
+      # Built from the probabilities, the cotangent varies over a shard_map's mesh axes
+      # exactly as ``lp`` does (a constant one-hot does not, and vjp refuses it there).
       pc = jnp.where(c < num_classes, probs[jnp.minimum(c, num_classes - 1)], 0.0)
-      return jax.tree.map(
-          lambda j: w * jnp.tensordot(pc, jnp.square(j.astype(acc_dtype)), axes=1), jac)
+      cot = jax.nn.one_hot(c, num_classes, dtype=lp.dtype) * jnp.sqrt(pc)[:, None]
+      (jac,) = jax.vmap(vjp_fn)(cot)
+      return jax.tree.map(lambda j: w * jnp.square(j.astype(acc_dtype)).sum(axis=0), jac)
     return class_chunked(of_classes, num_classes)
 
   per_example = jax.vmap(one_example)(images, labels, weights.astype(acc_dtype))
