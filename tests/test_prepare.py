@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -152,11 +153,25 @@ def test_make_data_check_reads_the_prepared_copy(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 # The paper's configurations end to end, shrunk by overrides only (SMOKE=1).
 
+# A hung run's limit, not a speed claim (the slow panels take tens of minutes here).
+MAKE_TIMEOUT_S = 3000
+
+
 def run_make(target: str, data_dir: pathlib.Path, workdir: pathlib.Path, **variables):
   args = ["make", "-C", str(REPO), target, "SMOKE=1", f"DATA_DIR={data_dir}",
           f"WORKDIR={workdir}"] + [f"{k}={v}" for k, v in variables.items()]
   env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-  return subprocess.run(args, capture_output=True, text=True, env=env, timeout=3000)
+  # make in its own process group: on a timeout the whole group goes (killing make alone
+  # left its Python child running for hours, orphaned, on a deleted directory).
+  proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, start_new_session=True)
+  try:
+    out, err = proc.communicate(timeout=MAKE_TIMEOUT_S)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    raise
+  return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def check_smoke_run(workdir: pathlib.Path, dataset: str, model: str):
