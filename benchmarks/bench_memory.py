@@ -5,8 +5,8 @@ pass that grows with the model or the class count, at its method's default batch
 
 * ``fisher`` -- FisherMask's empirical Fisher block (``fisher_chunk`` examples: 128, 32
   on Tiny-ImageNet's 64x64 images, :func:`fmjax.methods.base.examples_per_block`);
-* ``true fisher`` -- FisherNoise's true Fisher block (a sum over every class: up to 10
-  classes in one batched pass, more in a loop of one class a step, :mod:`fmjax.fisher`);
+* ``true fisher`` -- FisherNoise's true Fisher block (a sum over every class, in a loop
+  of one class a step at any class count, :mod:`fmjax.fisher`);
 * ``integrated gradients`` -- GradMask's integrated gradients of every conv layer at
   ``ig_steps`` steps for one scoring batch (``score_batch_size`` examples: 256, 64 on
   Tiny-ImageNet), ONE program.

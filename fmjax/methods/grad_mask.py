@@ -73,12 +73,12 @@ class GradMask(MaskMethod):
                                       "ig_limit": ">=1"}
   score_batch_size: int | None = None
   ig_steps: int = 20
+  ig_limit: int | None = None
   SCORE_BATCH: ClassVar[int] = 256   # at 32x32
 
   def score_block(self, image_shape: tuple[int, ...]) -> int:
     """``score_batch_size``, or the data's default for images of ``image_shape``."""
     return self.score_batch_size or examples_per_block(self.SCORE_BATCH, image_shape)
-  ig_limit: int | None = None
 
   def edit(self, model, params, model_state, task, key):
     return grad_mask(model, params, model_state, task, self, key)
