@@ -36,9 +36,10 @@ def _force_cpu_devices(argv: list[str]) -> None:
   if "--cpu-devices" in argv:
     n = int(argv[argv.index("--cpu-devices") + 1])
   if n > 0:
+    from fmjax.xla_flags import host_devices  # no backend starts on import
     os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={n}").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " +
+                               host_devices(n)).strip()
 
 
 _force_cpu_devices(sys.argv)

@@ -22,7 +22,7 @@ The building blocks, each in a module named for what it holds:
 * :mod:`fmjax.distributed` -- several processes or hosts, joined from the
   environment.
 * :mod:`fmjax.xla_flags` -- the faster CPU convolution flag, set by the entry
-  points (importing fmjax sets nothing).
+  points (importing fmjax sets nothing), and the flags of simulated CPU devices.
 """
 
 from fmjax.fisher import (

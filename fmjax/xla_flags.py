@@ -1,4 +1,5 @@
-"""The one place fmjax sets an XLA flag: a faster CPU convolution setting, on request.
+"""The one place fmjax sets XLA flags: a faster CPU convolution setting, on request, and
+the flags of forced host devices.
 
 On CPU, jaxlib 0.10 routes most convolutions into YNNPACK fusions, which are
 slower on the 2-core x86 machines this project measures on; the flag
@@ -22,6 +23,16 @@ Importing fmjax changes nothing in the environment. fmjax's entry points (the
 test suite) call :func:`configure` first; research code that wants the same
 speed calls ``fmjax.xla_flags.configure()`` before its first JAX computation
 (XLA reads ``XLA_FLAGS`` when the first backend starts, not at ``import jax``).
+
+:func:`host_devices` writes the flags for a process that simulates ``n`` devices on
+the CPU (the sharding tests, ``make bench-scale``): the device count, and a longer
+wait for a collective. XLA's CPU runtime aborts the whole process when one device
+reaches a collective more than 20 + 40 seconds after the others. That happened once
+in CI, to 8 simulated devices on 2 shared cores (``test_sharding``'s whole FisherMask
+run); what held the device back is not known (18 reruns of that run here, two
+8-device processes at a time, never had a device wait 2 seconds). The wait is
+raised to :data:`COLLECTIVE_WAIT_S`; a device that never arrives still ends the
+process, with XLA's message.
 """
 
 from __future__ import annotations
@@ -37,6 +48,11 @@ CPU_FLAG = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
 SWITCH = "FMJAX_CPU_XLA_FLAG"
 # jaxlib versions on which CPU_FLAG was measured and known to be accepted.
 KNOWN_GOOD = ("0.10.",)
+# Seconds a CPU collective waits, after XLA's 20-second "may be stuck" warning, for the
+# last device before XLA aborts the process (XLA's default: 40).
+COLLECTIVE_WAIT_FLAG = "--xla_cpu_collective_call_terminate_timeout_seconds"
+COLLECTIVE_WAIT_S = 120
+_MEASURED = (CPU_FLAG.split("=")[0], COLLECTIVE_WAIT_FLAG)
 _ACCELERATOR_PLUGINS = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
 
 
@@ -75,7 +91,7 @@ def flag_accepted(flag: str, *, cache: pathlib.Path | None = None,
   version = _jaxlib_version()
   if version is None:
     return False
-  if flag == CPU_FLAG and version.startswith(known_good):
+  if flag.split("=")[0] in _MEASURED and version.startswith(known_good):
     return True
   cache = cache or pathlib.Path.home() / ".cache" / "fmjax" / "xla_flags.json"
   key = f"{version} {flag}"
@@ -106,3 +122,20 @@ def configure(flag: str = CPU_FLAG, **kwargs) -> bool:
     return False
   os.environ["XLA_FLAGS"] = (current + " " + flag).strip()
   return True
+
+
+def host_devices(n: int, *, wait_s: int = COLLECTIVE_WAIT_S, **kwargs) -> str:
+  """``XLA_FLAGS`` for a process that simulates ``n`` CPU devices.
+
+  The device count, and (for ``n > 1``, where jaxlib accepts the flag) a collective
+  wait of ``wait_s`` seconds instead of XLA's 40 (after its 20-second warning). Append
+  the result to ``XLA_FLAGS`` before JAX starts (a subprocess's environment, or an entry
+  point's first lines).
+  """
+  if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    raise ValueError(f"host_devices: n must be a positive integer, got {n!r}.")
+  flags = [f"--xla_force_host_platform_device_count={n}"]
+  wait = f"{COLLECTIVE_WAIT_FLAG}={int(wait_s)}"
+  if n > 1 and flag_accepted(wait, **kwargs):
+    flags.append(wait)
+  return " ".join(flags)

@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-from fmjax import distributed
+from fmjax import distributed, xla_flags
 
 WORKER = textwrap.dedent('''
     from fmjax import xla_flags; xla_flags.configure()   # a script is an entry point
@@ -85,7 +85,7 @@ def _in_two_processes(argv: list[str]) -> list[tuple[str, str]]:
   port = _free_port()
   procs = []
   for pid in range(2):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    env = {**os.environ, "XLA_FLAGS": xla_flags.host_devices(2),
            "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
            "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid), "PYTHONPATH": ROOT}
     procs.append(subprocess.Popen([sys.executable, *argv], env=env, cwd=ROOT, text=True,

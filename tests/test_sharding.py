@@ -1,7 +1,8 @@
 """Data parallelism over forced host devices: results must not depend on the device count.
 
-Each test runs in its own subprocess with ``--xla_force_host_platform_device_count=8``
-(the flag must be set before JAX starts), so the rest of the suite keeps one device.
+Each test runs in its own subprocess with 8 forced host devices
+(``fmjax.xla_flags.host_devices``: the flags must be set before JAX starts), so the rest
+of the suite keeps one device.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
+
+from fmjax import xla_flags
 
 FISHER_SCRIPT = textwrap.dedent('''
     from fmjax import xla_flags; xla_flags.configure()   # a script is an entry point
@@ -123,13 +127,27 @@ UNLEARN_SCRIPT = textwrap.dedent('''
 
 
 def _run(script: str, devices: int = 8, args: tuple[str, ...] = ()) -> dict:
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags.host_devices(devices), "JAX_PLATFORMS": "cpu"}
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-c", script, *args], env=env, cwd=root, text=True,
-                        capture_output=True, timeout=900)
+  for attempt in (1, 2):
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, cwd=root,
+                          text=True, capture_output=True, timeout=900)
+    if proc.returncode == 0 or XLA_RENDEZVOUS_ABORT not in proc.stderr or attempt == 2:
+      break
+    # XLA's CPU runtime ended the process because one simulated device never reached a
+    # collective (once in CI on 2 shared cores; never here): that is XLA's scheduling,
+    # not fmjax's arithmetic, so the run goes again once, and says so.
+    warnings.warn(f"XLA aborted a collective on forced host devices; rerunning once: "
+                  f"{_abort_line(proc.stderr)}", stacklevel=2)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+XLA_RENDEZVOUS_ABORT = "Termination timeout for `"
+
+
+def _abort_line(stderr: str) -> str:
+  return next((ln for ln in stderr.splitlines() if XLA_RENDEZVOUS_ABORT in ln), "")[:300]
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +229,7 @@ def test_every_scoring_pass_reads_out_the_same_on_1_2_and_8_devices():
 def test_the_command_line_trains_and_unlearns_on_two_devices(tmp_path):
   """`python -m fmjax train/unlearn --devices 2` on digits, with 8 forced devices; a
   device count the machine lacks is one clean error."""
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "JAX_PLATFORMS": "cpu"}
+  env = {**os.environ, "XLA_FLAGS": xla_flags.host_devices(8), "JAX_PLATFORMS": "cpu"}
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
   def cli(*args):
@@ -233,3 +250,26 @@ def test_the_command_line_trains_and_unlearns_on_two_devices(tmp_path):
   assert bad.stderr.strip().splitlines() == [
       "error: devices must be an integer in 1..8 (this process sees 8 cpu device(s)), got 9."]
   assert not (tmp_path / "v").exists()   # refused before anything was written
+
+
+def test_a_run_xla_aborted_in_a_collective_goes_again_once_and_says_so(tmp_path):
+  """The harness above: XLA's rendezvous abort reruns the script once with a warning;
+  a second abort, or any other failure, fails the test."""
+  flaky = textwrap.dedent(f'''
+      import os, sys
+      mark = {str(tmp_path / "mark")!r}
+      if sys.argv[1] == "always" or not os.path.exists(mark):
+        open(mark, "w").close()
+        sys.stderr.write(
+            "F1203 rendezvous.cc:161] [id=3] {XLA_RENDEZVOUS_ABORT}all gather` of 40 s\\n")
+        sys.exit(134)
+      print('{{"ok": 1}}')
+  ''')
+  with pytest.warns(UserWarning, match=r"rerunning once: F1203 .*\[id=3\] Termination"):
+    assert _run(flaky, args=("once",)) == {"ok": 1}
+  with pytest.raises(AssertionError, match="Termination timeout"), pytest.warns(UserWarning):
+    _run(flaky, args=("always",))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")   # another failure is not rerun: no warning
+    with pytest.raises(AssertionError, match="ZeroDivisionError"):
+      _run("1/0")

@@ -75,3 +75,51 @@ def test_importing_fmjax_changes_nothing_in_the_environment(tmp_path):
                        timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
   assert list(tmp_path.iterdir()) == []   # no cache, no probe answer written
+
+
+def test_host_devices_writes_the_count_and_a_longer_collective_wait(tmp_path):
+  wait = f"{xla_flags.COLLECTIVE_WAIT_FLAG}={xla_flags.COLLECTIVE_WAIT_S}"
+  assert xla_flags.host_devices(1) == "--xla_force_host_platform_device_count=1"
+  assert xla_flags.host_devices(8) == f"--xla_force_host_platform_device_count=8 {wait}"
+  # A jaxlib that rejects the wait flag (the cached answer of its probe) gets the count.
+  cache = tmp_path / "c.json"
+  version = xla_flags._jaxlib_version()
+  cache.write_text(json.dumps({f"{version} {wait}": False}))
+  assert (xla_flags.host_devices(8, cache=cache, known_good=()) ==
+          "--xla_force_host_platform_device_count=8")
+  for bad in (0, -2, 2.0, True, "8"):
+    with pytest.raises(ValueError, match=r"^host_devices: n must be a positive integer, got "):
+      xla_flags.host_devices(bad)
+
+
+LATE_DEVICE = '''
+import os, time, jax, jax.numpy as jnp
+def late(v):   # the last device reaches the all-gather 4 s after the others
+  time.sleep(float(v[0])); return v
+f = jax.pmap(lambda v: jax.lax.all_gather(
+    jax.pure_callback(late, jax.ShapeDtypeStruct(v.shape, v.dtype), v), "i"), axis_name="i")
+print(f(jnp.array([[0.0]] * 7 + [[4.0]])).block_until_ready().shape)
+'''
+
+
+@pytest.mark.scale
+@pytest.mark.parametrize("wait_s", [1, 60])
+def test_the_collective_wait_is_the_one_xla_applies(wait_s):
+  """With XLA's stuck warning moved to 1 s, a device 4 s late ends the process when the
+  wait of ``host_devices`` is 1 s (XLA names that wait) and not when it is 60 s: the flag
+  it writes is the one XLA's CPU rendezvous reads."""
+  import os
+  import subprocess
+  import sys
+  flags = (xla_flags.host_devices(8, wait_s=wait_s) +
+           " --xla_cpu_collective_call_warn_stuck_timeout_seconds=1")
+  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", xla_flags.SWITCH: "0"}
+  out = subprocess.run([sys.executable, "-c", LATE_DEVICE], env=env, capture_output=True,
+                       text=True, timeout=300)
+  if wait_s == 1:
+    assert out.returncode != 0
+    assert "Termination timeout for `all gather" in out.stderr
+    assert "of 1 seconds exceeded" in out.stderr
+  else:
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(8, 8, 1)"
