@@ -245,7 +245,7 @@ def test_make_class_removal_cifar100_googlenet_smoke(tmp_path, monkeypatch):
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   check_smoke_run(tmp_path / "run", "cifar100", "googlenet")
   unit = tmp_path / "run" / "units" / "cifar100-googlenet" / "fisher_noise" / "seed0"
-  assert json.loads((unit / "config.json").read_text())["score_limit"] == 10
+  assert json.loads((unit / "config.json").read_text())["method"]["score_limit"] == 10
 
 
 @pytest.mark.slow
