@@ -26,12 +26,12 @@ stack as one compiled program (:func:`fmjax.runner.stack`): the paper's
 fine-tuning, Retrain and every method's own procedure alike.
 """
 
+from fmjax.methods.base import default_ratio
 from fmjax.run.build import budget_for, build_task, check_setting, run_epochs
 from fmjax.run.config import (
                               UnlearnConfig,
                               config_fields,
                               config_setting,
-                              default_ratio,
                               for_method,
                               make_config,
 )

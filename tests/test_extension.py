@@ -126,3 +126,36 @@ def test_a_method_without_a_procedure_says_what_to_derive():
     name: ClassVar[str] = "edit_only"
   with pytest.raises(NotImplementedError, match="derive FineTuned for the shared fine-tuning"):
     EditOnly().procedure(None, methods.Budget(1, 0.1, 8))
+
+
+def test_a_users_method_owns_its_data_dependent_default(monkeypatch):
+  """A user's method leaves a setting to the data (None) and fills it in ``for_data``,
+  after its bases' (a MaskMethod's ratio): make_config records both, a given value wins."""
+  from fmjax import data
+  from fmjax.unlearning import make_config
+
+  @dataclasses.dataclass(frozen=True, kw_only=True)
+  class PerClass(methods.MaskMethod):
+    """Zero nothing, per class.
+
+    Attributes:
+      per_class: examples per class to score; None: the data's (2 per 10 classes).
+    """
+    name: ClassVar[str] = "per_class"
+    per_class: int | None = None
+
+    def for_data(self, info):
+      method = super().for_data(info)
+      return (dataclasses.replace(method, per_class=info.num_classes // 5)
+              if method.per_class is None else method)
+
+  monkeypatch.setattr(methods.base, "_REGISTRY", dict(methods.base._REGISTRY))  # undone after
+  methods.register(PerClass)
+  tiny = make_config("/nowhere", "per_class", dataset="tiny_imagenet").method
+  assert (tiny.per_class, tiny.ratio) == (40, 0.04)   # its own default and its base's
+  cifar = make_config("/nowhere", PerClass(per_class=3), dataset="cifar10").method
+  assert (cifar.per_class, cifar.ratio) == (3, 0.02)
+  assert PerClass().for_data(data.DATASETS["digits"]) == PerClass(per_class=2, ratio=0.04)
+  assert make_config("/nowhere", "per_class", dataset="digits",
+                     per_class=7).to_json()["method"]["per_class"] == 7
+

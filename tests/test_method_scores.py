@@ -409,3 +409,7 @@ def test_scoring_blocks_default_to_what_the_images_allow():
                        dataset=dataset).method.score_batch_size == batch
   assert make_config("/nowhere", "ssd", dataset="tiny_imagenet",
                      fisher_chunk=16).method.fisher_chunk == 16
+  # SSD and FisherNoise take fisher_chunk from a mixin that comes after Method in their
+  # MRO: Method.for_data hands on to it.
+  for name in ("ssd", "fisher_noise"):
+    assert make_config("/nowhere", name, dataset="tiny_imagenet").method.fisher_chunk == 32

@@ -53,17 +53,17 @@ from fmjax.methods.scrub import SCRUB
 from fmjax.methods.l1_sparse import L1Sparse
 from fmjax.methods.neggrad_plus import NegGradPlus
 from fmjax.methods.base import (ENTRY_POINT_GROUP, REMAIN_OPTIONAL, REMAIN_REQUIRED,
-                                FineTuned, FisherScoring, MaskMethod, Method, Scoring, defaults,
-                                field_names, from_json, get_method, import_methods, make,
-                                register, registry, tagged)
+                                FineTuned, FisherScoring, MaskMethod, Method, Scoring,
+                                default_ratio, defaults, field_names, from_json, get_method,
+                                import_methods, make, register, registry, tagged)
 from fmjax.procedures import Budget, Procedure
 from fmjax.task import Edit, UnlearnTask
 
 __all__ = ["ENTRY_POINT_GROUP", "REMAIN_OPTIONAL", "REMAIN_REQUIRED", "SCRUB", "SSD", "TFIDF",
-           "ActivationMask", "Budget", "Edit", "FineTuned", "Finetune", "FisherMask",
-           "FisherNoise", "FisherScoring", "GradMask", "Influence", "L1Sparse", "MaskMethod",
-           "Method", "NegGradPlus", "Procedure", "RandomLabel", "RandomMask", "Retrain", "SalUn",
-           "Scoring", "UnlearnTask", "activation_mask", "defaults", "field_names", "fisher_mask",
-           "fisher_noise", "from_json", "get_method", "grad_mask", "import_methods", "influence",
-           "make", "random_mask", "register", "registry", "retrain", "salun", "ssd", "tagged",
-           "tfidf"]
+           "ActivationMask", "Budget", "Edit", "FineTuned", "Finetune", "FisherMask", "FisherNoise",
+           "FisherScoring", "GradMask", "Influence", "L1Sparse", "MaskMethod", "Method",
+           "NegGradPlus", "Procedure", "RandomLabel", "RandomMask", "Retrain", "SalUn", "Scoring",
+           "UnlearnTask", "activation_mask", "default_ratio", "defaults", "field_names",
+           "fisher_mask", "fisher_noise", "from_json", "get_method", "grad_mask", "import_methods",
+           "influence", "make", "random_mask", "register", "registry", "retrain", "salun", "ssd",
+           "tagged", "tfidf"]

@@ -53,7 +53,7 @@ import importlib.metadata
 import typing
 from typing import Any, ClassVar, Literal
 
-from fmjax import _checks, _fields, finetuning
+from fmjax import _checks, _fields, data, finetuning
 from fmjax.procedures import Budget, Procedure
 from fmjax.task import Edit, UnlearnTask
 
@@ -114,6 +114,18 @@ class Method:
       raise ValueError(f"{self.name}: {e}") from None
     check_choices(self)
 
+  def for_data(self, info: data.DatasetInfo) -> Method:
+    """This method with the settings it leaves to the data filled in for the dataset
+    ``info`` (``fmjax.data.DATASETS[name]``: its family, image shape, classes).
+
+    A field whose default depends on the data defaults to None, and the class that owns
+    it overrides this hook: it starts from ``super().for_data(info)`` and fills its own
+    fields that are still None (a value the user gave is kept). The run calls it once,
+    when it makes its config (:func:`fmjax.unlearning.make_config`), so ``config.json``
+    records the values the run used. The default fills nothing."""
+    after = getattr(super(), "for_data", None)   # a settings mixin later in the MRO
+    return after(info) if after is not None else self
+
   @property
   def trains(self) -> bool:
     """Whether it trains after its edit (FisherNoise, influence and SSD do not by default)."""
@@ -157,6 +169,11 @@ class FineTuned(Method):
                                          weight_decay=budget.weight_decay)
 
 
+def default_ratio(dataset: str) -> float:
+  """The paper's mask ratio: 0.02 on CIFAR-10/100, 0.04 on MNIST-like data and Tiny-ImageNet."""
+  return 0.02 if data.DATASETS[dataset].family == "cifar" else 0.04
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MaskMethod(FineTuned):
   """A fine-tuned method whose edit zeroes a fraction R of the parameters.
@@ -171,6 +188,11 @@ class MaskMethod(FineTuned):
   ratio: float | None = None
   freeze_mask: bool = False
   limits: ClassVar[dict[str, str]] = {"ratio": "(0,1]"}
+
+  def for_data(self, info: data.DatasetInfo) -> Method:
+    method = super().for_data(info)
+    return (dataclasses.replace(method, ratio=default_ratio(info.name)) if method.ratio is None
+            else method)
 
   def mask_ratio(self) -> float:
     """R; an edit called with ``ratio=None`` (the dataset's default, unresolved) is refused."""
@@ -221,6 +243,12 @@ class FisherScoring(Scoring):
   def fisher_block(self, image_shape: tuple[int, ...]) -> int:
     """``fisher_chunk``, or the data's default for images of ``image_shape``."""
     return self.fisher_chunk or examples_per_block(self.FISHER_CHUNK, image_shape)
+
+  def for_data(self, info: data.DatasetInfo):
+    after = getattr(super(), "for_data", None)
+    method = after(info) if after is not None else self
+    return (dataclasses.replace(method, fisher_chunk=method.fisher_block(info.image_shape))
+            if method.fisher_chunk is None else method)
 
 
 def check_choices(method: Method) -> None:

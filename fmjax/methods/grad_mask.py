@@ -80,5 +80,10 @@ class GradMask(MaskMethod):
     """``score_batch_size``, or the data's default for images of ``image_shape``."""
     return self.score_batch_size or examples_per_block(self.SCORE_BATCH, image_shape)
 
+  def for_data(self, info):
+    method = super().for_data(info)
+    return (dataclasses.replace(method, score_batch_size=method.score_block(info.image_shape))
+            if method.score_batch_size is None else method)
+
   def edit(self, model, params, model_state, task, key):
     return grad_mask(model, params, model_state, task, self, key)

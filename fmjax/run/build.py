@@ -16,7 +16,7 @@ import numpy as np
 from fmjax import _checks, checkpoints, data, finetuning, readouts, sharding, training
 from fmjax.methods import REMAIN_REQUIRED, FineTuned, Method, UnlearnTask, registry
 from fmjax.procedures import Budget, Procedure
-from fmjax.run.config import LEGACY_FIX, UnlearnConfig, config_setting, is_legacy, with_defaults
+from fmjax.run.config import LEGACY_FIX, UnlearnConfig, config_setting, is_legacy
 from fmjax.runner import Runner, steps_per_epoch
 from fmjax.steps import TrainState
 
@@ -201,7 +201,8 @@ def setup(config: UnlearnConfig, workdir: str, data_dir: str | None, dataset, pr
   train_cfg, model, trained, ds = training.load_trained(config.checkpoint, data_dir=data_dir,
                                                        dataset=dataset,
                                                        allow_partial=allow_partial)
-  config = dataclasses.replace(config, method=with_defaults(config.method, train_cfg.dataset))
+  config = dataclasses.replace(config,
+                               method=config.method.for_data(data.DATASETS[train_cfg.dataset]))
   method = config.method
   trained = sharding.replicate(trained, mesh)
   task, remain_all = build_task(config, train_cfg, ds, progress, mesh)

@@ -1,5 +1,5 @@
-"""An unlearning run's settings: :class:`UnlearnConfig` (the run's and its method's), the
-defaults that depend on the data, the forget setting it asks for."""
+"""An unlearning run's settings: :class:`UnlearnConfig` (the run's and its method's, the
+defaults its method leaves to the data filled in), the forget setting it asks for."""
 
 from __future__ import annotations
 
@@ -12,21 +12,12 @@ import numpy as np
 
 from fmjax import _checks, data, training
 from fmjax.methods import (
-  FisherScoring,
-  GradMask,
-  MaskMethod,
   Method,
   field_names,
   from_json,
   get_method,
   make,
 )
-
-
-def default_ratio(dataset: str) -> float:
-  """The paper's mask ratio: 0.02 on CIFAR-10/100, 0.04 on MNIST-like data and Tiny-ImageNet."""
-  return 0.02 if data.DATASETS[dataset].family == "cifar" else 0.04
-
 
 LEGACY_FIX = ("it was written by fmjax before methods owned their settings (the method as "
               "a name, its settings in a 'settings' block); this version cannot resume or "
@@ -176,22 +167,6 @@ def config_fields() -> frozenset[str]:
                                                                           "method"}
 
 
-def with_defaults(method: Method, dataset: str) -> Method:
-  """``method`` with the defaults that depend on the data filled in: a mask ratio None
-  becomes the paper's for ``dataset``, a scoring block None (``fisher_chunk``, GradMask's
-  ``score_batch_size``) the examples its images allow
-  (:func:`fmjax.methods.base.examples_per_block`)."""
-  shape = data.DATASETS[dataset].image_shape
-  fill = {}
-  if isinstance(method, MaskMethod) and method.ratio is None:
-    fill["ratio"] = default_ratio(dataset)
-  if isinstance(method, FisherScoring) and method.fisher_chunk is None:
-    fill["fisher_chunk"] = method.fisher_block(shape)
-  if isinstance(method, GradMask) and method.score_batch_size is None:
-    fill["score_batch_size"] = method.score_block(shape)
-  return dataclasses.replace(method, **fill) if fill else method
-
-
 def for_method(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
   """The ``overrides`` that apply to method ``name``: the run's own settings and the
   method's fields (what a setting shared by many methods, e.g. ``score_limit``, keeps
@@ -224,7 +199,7 @@ def make_config(checkpoint: str, method: str | Method, *, dataset: str | None = 
   settings = {k: given.pop(k) for k in list(given) if k in own}
   method = (make(name, **settings) if isinstance(method, str)
             else dataclasses.replace(method, **settings))
-  method = with_defaults(method, dataset or training.read_config(checkpoint).dataset)
+  method = method.for_data(data.DATASETS[dataset or training.read_config(checkpoint).dataset])
   if given.get("forget_random") is not None and "forget_classes" not in given:
     given["forget_classes"] = None   # the random subset replaces the default class 0
   if "forget_classes" in given and given["forget_classes"] is not None:
