@@ -47,7 +47,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fmjax import distributed
+from fmjax import _diffs, distributed
 from fmjax._locks import LOCK_FILE, lock_workdir, release_workdir  # noqa: F401 -- its API
 
 log = logging.getLogger(__name__)
@@ -176,13 +176,14 @@ def _check_config(workdir: pathlib.Path, config: Mapping, ignore: tuple[str, ...
     reason = refuse(old) if refuse is not None else None
     if reason:
       raise ValueError(f"{path} cannot be resumed: {reason}")
-    diff = {k: (old.get(k), config.get(k)) for k in sorted(set(old) | set(config))
-            if k not in ignore + moved and old.get(k) != config.get(k)
-            and not (k in paths and _same_place(old, config, k, workdir))}
-    if diff:
-      detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-      raise ValueError(f"{workdir} holds a run with a different config ({detail}). Use another "
-                       "--workdir for this one.")
+    keys = [k for k in sorted(set(old) | set(config))
+            if k not in ignore + moved and old.get(k) != config.get(k)   # absent = None
+            and not (k in paths and _same_place(old, config, k, workdir))]
+    if keys:
+      changed = _diffs.changed_settings({k: old.get(k) for k in keys if k in old},
+                                        {k: config.get(k) for k in keys if k in config})
+      raise ValueError(f"{workdir} holds a run with a different config ({changed}). "
+                       "Use another --workdir for this one.")
   else:
     write_json(path, config)
   return workdir

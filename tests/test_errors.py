@@ -173,6 +173,33 @@ def test_unreadable_checkpoint_json_names_the_file(tmp_path):
     checkpoints.claim_workdir(tmp_path, {"a": 1})
 
 
+def test_a_different_config_is_refused_naming_each_changed_setting(tmp_path):
+  """Nested blocks are walked to the settings that differ; the same change across a list's
+  entries is one item; a key one side lacks is '(absent)'; past 4 items the rest are
+  counted; the directory is left as it was."""
+  old = {"epochs": 3, "method": {"name": "fisher_mask", "ratio": 0.04, "lr": "compressed"},
+         "units": [{"seed": s, "unlearn": {"ratio": 0.08}} for s in range(6)]}
+  checkpoints.claim_workdir(tmp_path, old)
+  checkpoints.release_workdir(tmp_path)
+  before = (tmp_path / "config.json").read_text()
+  units = [{"seed": s, "unlearn": {"ratio": 0.1 if s != 3 else 0.08}} for s in range(6)]
+  new = {**old, "method": {**old["method"], "ratio": 0.1}, "units": units, "limit": 5}
+  with pytest.raises(ValueError) as e:
+    checkpoints.claim_workdir(tmp_path, new)
+  assert str(e.value) == (f"{tmp_path} holds a run with a different config (limit: (absent) -> "
+                          "5, method.ratio: 0.04 -> 0.1, units[0-2,4-5].unlearn.ratio: 0.08 -> "
+                          "0.1). Use another --workdir for this one.")
+  many = {"epochs": 4, "method": {"name": "ssd", "alpha": 10}, "units": units[:2], "a": 1}
+  with pytest.raises(ValueError, match=r"different config \(a: \(absent\) -> 1, epochs: 3 -> "
+                                       r"4, method\.alpha: \(absent\) -> 10, method\.lr: "
+                                       r"'compressed' -> \(absent\), and 3 more\)\. Use"):
+    checkpoints.claim_workdir(tmp_path, many)
+  assert (tmp_path / "config.json").read_text() == before
+  # A run setting added since, at None, reads as the run it was (None is its old behaviour).
+  checkpoints.claim_workdir(tmp_path, {**old, "added_since": None})
+  checkpoints.release_workdir(tmp_path)
+
+
 def test_a_settings_error_carries_only_its_own_hint():
   from fmjax import training
   with pytest.raises(ValueError) as e:

@@ -210,6 +210,12 @@ class TestOverrides:
     saved = Experiment.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
     assert saved.seeds == (1,) and all(u.unlearn.get("ratio") == (
         0.08 if u.method in MASKS else None) for u in saved.units)
+    # Another --set on the finished run is refused in one line naming what changed.
+    code = run.main(["mask_only", "--small", "--workdir", str(tmp_path / "run"), "--quiet",
+                     "--seeds", "1", "--set", "unlearn.ratio=0.1"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.endswith("holds a run with a different config (units[1-5].unlearn."
+                                      "ratio: 0.08 -> 0.1). Use another --workdir for this one.")
     # The report's presentation may change on a finished run (nothing recomputed); what its
     # units compute may not.
     import dataclasses

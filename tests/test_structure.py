@@ -80,7 +80,8 @@ def test_the_checker_catches_each_kind(code, expected):
 # The layers of fmjax, lowest first. A module imports only from its own layer and those
 # below it; the package's __init__ (its public face) and the command line sit on top.
 LAYERS = (
-    ("helpers", ("_checks", "_compiled", "_faults", "_fields", "_progress", "xla_flags")),
+    ("helpers", ("_checks", "_compiled", "_diffs", "_faults", "_fields", "_progress",
+                 "xla_flags")),
     ("parallel", ("sharding", "distributed", "_locks")),
     ("core", ("data", "models", "schedules", "masks", "fisher", "steps", "evaluation",
               "checkpoints")),

@@ -291,7 +291,8 @@ def test_bad_input_is_refused_with_the_fix(tmp_path, trained, digits):
     _run(str(fake), digits, tmp_path / "z", "fisher_mask")
   # A work directory holding another run is refused.
   _run(trained, digits, tmp_path / "w", "random_mask")
-  with pytest.raises(ValueError, match="different config"):
+  with pytest.raises(ValueError, match=r"holds a run with a different config "
+                                       r"\(method\.ratio: 0\.04 -> 0\.1\)\. Use another"):
     _run(trained, digits, tmp_path / "w", "random_mask", ratio=0.1)
 
 
