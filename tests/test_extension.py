@@ -145,9 +145,7 @@ def test_a_users_method_owns_its_data_dependent_default(monkeypatch):
     per_class: int | None = None
 
     def for_data(self, info):
-      method = super().for_data(info)
-      return (dataclasses.replace(method, per_class=info.num_classes // 5)
-              if method.per_class is None else method)
+      return methods.fill_none(super().for_data(info), per_class=info.num_classes // 5)
 
   monkeypatch.setattr(methods.base, "_REGISTRY", dict(methods.base._REGISTRY))  # undone after
   methods.register(PerClass)

@@ -54,8 +54,8 @@ from fmjax.methods.l1_sparse import L1Sparse
 from fmjax.methods.neggrad_plus import NegGradPlus
 from fmjax.methods.base import (ENTRY_POINT_GROUP, REMAIN_OPTIONAL, REMAIN_REQUIRED,
                                 FineTuned, FisherScoring, MaskMethod, Method, Scoring,
-                                default_ratio, defaults, field_names, from_json, get_method,
-                                import_methods, make, register, registry, tagged)
+                                default_ratio, defaults, field_names, fill_none, from_json,
+                                get_method, import_methods, make, register, registry, tagged)
 from fmjax.procedures import Budget, Procedure
 from fmjax.task import Edit, UnlearnTask
 
@@ -64,6 +64,6 @@ __all__ = ["ENTRY_POINT_GROUP", "REMAIN_OPTIONAL", "REMAIN_REQUIRED", "SCRUB", "
            "FisherScoring", "GradMask", "Influence", "L1Sparse", "MaskMethod", "Method",
            "NegGradPlus", "Procedure", "RandomLabel", "RandomMask", "Retrain", "SalUn", "Scoring",
            "UnlearnTask", "activation_mask", "default_ratio", "defaults", "field_names",
-           "fisher_mask", "fisher_noise", "from_json", "get_method", "grad_mask", "import_methods",
-           "influence", "make", "random_mask", "register", "registry", "retrain", "salun", "ssd",
-           "tagged", "tfidf"]
+           "fill_none", "fisher_mask", "fisher_noise", "from_json", "get_method", "grad_mask",
+           "import_methods", "influence", "make", "random_mask", "register", "registry", "retrain",
+           "salun", "ssd", "tagged", "tfidf"]

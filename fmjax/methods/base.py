@@ -119,12 +119,11 @@ class Method:
     ``info`` (``fmjax.data.DATASETS[name]``: its family, image shape, classes).
 
     A field whose default depends on the data defaults to None, and the class that owns
-    it overrides this hook: it starts from ``super().for_data(info)`` and fills its own
-    fields that are still None (a value the user gave is kept). The run calls it once,
+    it overrides this hook: ``return fill_none(super().for_data(info), field=value)``
+    fills its own fields that are still None (a value the user gave is kept). The run calls it once,
     when it makes its config (:func:`fmjax.unlearning.make_config`), so ``config.json``
     records the values the run used. The default fills nothing."""
-    after = getattr(super(), "for_data", None)   # a settings mixin later in the MRO
-    return after(info) if after is not None else self
+    return _for_data_after(super(), self, info)
 
   @property
   def trains(self) -> bool:
@@ -145,6 +144,21 @@ class Method:
   def to_json(self) -> dict:
     """``{'name': ..., field: value, ...}`` as ``config.json`` records it."""
     return {"name": self.name, **dataclasses.asdict(self)}
+
+
+def fill_none(method: Method, **values: Any) -> Method:
+  """``method`` with each field of ``values`` that is still None set to its value (a value
+  the user gave is kept): what a :meth:`Method.for_data` override returns."""
+  fill = {k: v for k, v in values.items() if getattr(method, k) is None}
+  return dataclasses.replace(method, **fill) if fill else method
+
+
+def _for_data_after(later: Any, method: Method, info: data.DatasetInfo) -> Method:
+  """``for_data`` of the next class in ``method``'s MRO that has one (``later`` is that
+  class's ``super()``), or ``method`` as it is when none does: it hands a settings mixin
+  placed after :class:`Method` (SSD's ``FisherScoring``) its turn."""
+  after = getattr(later, "for_data", None)
+  return after(info) if after is not None else method
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -190,9 +204,7 @@ class MaskMethod(FineTuned):
   limits: ClassVar[dict[str, str]] = {"ratio": "(0,1]"}
 
   def for_data(self, info: data.DatasetInfo) -> Method:
-    method = super().for_data(info)
-    return (dataclasses.replace(method, ratio=default_ratio(info.name)) if method.ratio is None
-            else method)
+    return fill_none(super().for_data(info), ratio=default_ratio(info.name))
 
   def mask_ratio(self) -> float:
     """R; an edit called with ``ratio=None`` (the dataset's default, unresolved) is refused."""
@@ -244,11 +256,9 @@ class FisherScoring(Scoring):
     """``fisher_chunk``, or the data's default for images of ``image_shape``."""
     return self.fisher_chunk or examples_per_block(self.FISHER_CHUNK, image_shape)
 
-  def for_data(self, info: data.DatasetInfo):
-    after = getattr(super(), "for_data", None)
-    method = after(info) if after is not None else self
-    return (dataclasses.replace(method, fisher_chunk=method.fisher_block(info.image_shape))
-            if method.fisher_chunk is None else method)
+  def for_data(self, info: data.DatasetInfo) -> Method:
+    return fill_none(_for_data_after(super(), self, info),
+                     fisher_chunk=self.fisher_block(info.image_shape))
 
 
 def check_choices(method: Method) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from fmjax import sharding
 from fmjax.methods import _channels
-from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, examples_per_block, register
+from fmjax.methods.base import REMAIN_OPTIONAL, MaskMethod, examples_per_block, fill_none, register
 from fmjax.task import Edit, UnlearnTask, subset_seed
 
 APPLY_KWARGS = {"train": False}
@@ -81,9 +81,7 @@ class GradMask(MaskMethod):
     return self.score_batch_size or examples_per_block(self.SCORE_BATCH, image_shape)
 
   def for_data(self, info):
-    method = super().for_data(info)
-    return (dataclasses.replace(method, score_batch_size=method.score_block(info.image_shape))
-            if method.score_batch_size is None else method)
+    return fill_none(super().for_data(info), score_batch_size=self.score_block(info.image_shape))
 
   def edit(self, model, params, model_state, task, key):
     return grad_mask(model, params, model_state, task, self, key)
